@@ -1,0 +1,1 @@
+//! tokd client library (being assembled).

@@ -1,0 +1,1 @@
+//! tokd daemon library (being assembled).

@@ -1,0 +1,197 @@
+//! The one framing implementation: a 4-byte big-endian length, then the payload.
+//!
+//! These functions are pure and synchronous so that the tokio codec
+//! ([`crate::codec::FrameCodec`]), the blocking client and the fuzz targets all share
+//! them: there is exactly one place that decides what a frame is.
+
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::error::ProtocolError;
+
+/// Length of the frame header: a big-endian `u32` payload length.
+pub const HEADER_LEN: usize = 4;
+
+/// Default maximum payload size of one frame (256 KiB). Larger frames are refused before
+/// any allocation, and the connection that sent one is closed.
+pub const DEFAULT_MAX_FRAME: usize = 256 * 1024;
+
+/// Appends one frame holding `payload` to `out`.
+///
+/// # Errors
+/// [`ProtocolError::FrameTooLarge`] when the payload exceeds `max`.
+pub fn encode_frame(payload: &[u8], max: usize, out: &mut Vec<u8>) -> Result<(), ProtocolError> {
+    if payload.len() > max {
+        return Err(ProtocolError::FrameTooLarge {
+            len: payload.len(),
+            max,
+        });
+    }
+    let len = u32::try_from(payload.len()).map_err(|_| ProtocolError::FrameTooLarge {
+        len: payload.len(),
+        max,
+    })?;
+    out.reserve(HEADER_LEN + payload.len());
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(payload);
+    Ok(())
+}
+
+/// Looks for one complete frame at the start of `buf`.
+///
+/// Returns `Ok(None)` when more bytes are needed, `Ok(Some((start, end)))` with the payload's
+/// byte range when a whole frame is there (the frame occupies `buf[..end]`).
+///
+/// # Errors
+/// [`ProtocolError::FrameTooLarge`] as soon as the header announces more than `max`, before
+/// the payload has arrived: a peer cannot make us buffer an oversize frame.
+pub fn decode_frame(buf: &[u8], max: usize) -> Result<Option<(usize, usize)>, ProtocolError> {
+    let Some(header) = buf.get(..HEADER_LEN) else {
+        return Ok(None);
+    };
+    let mut len_bytes = [0u8; HEADER_LEN];
+    len_bytes.copy_from_slice(header);
+    let len = u32::from_be_bytes(len_bytes) as usize;
+    if len > max {
+        return Err(ProtocolError::FrameTooLarge { len, max });
+    }
+    let end = HEADER_LEN + len;
+    if buf.len() < end {
+        return Ok(None);
+    }
+    Ok(Some((HEADER_LEN, end)))
+}
+
+fn bincode_config() -> impl bincode::config::Config {
+    // The decode limit bounds allocations made while decoding, whatever a length field inside
+    // the payload claims.
+    bincode::config::standard().with_limit::<{ DEFAULT_MAX_FRAME * 4 }>()
+}
+
+/// Encodes a message's payload (without the frame header).
+///
+/// Kept behind this function so the payload format (bincode 2) can be swapped in one place.
+///
+/// # Errors
+/// [`ProtocolError::Encode`] if serde refuses the value.
+pub fn encode_payload<T: Serialize>(msg: &T) -> Result<Vec<u8>, ProtocolError> {
+    bincode::serde::encode_to_vec(msg, bincode_config())
+        .map_err(|e| ProtocolError::Encode(e.to_string()))
+}
+
+/// Decodes a message from a whole payload; trailing bytes are an error.
+///
+/// # Errors
+/// [`ProtocolError::Decode`] for anything that is not a valid `T`,
+/// [`ProtocolError::TrailingBytes`] when the payload is longer than the message.
+pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, ProtocolError> {
+    let (msg, used) = bincode::serde::decode_from_slice(payload, bincode_config())
+        .map_err(|e| ProtocolError::Decode(e.to_string()))?;
+    if used != payload.len() {
+        return Err(ProtocolError::TrailingBytes(payload.len() - used));
+    }
+    Ok(msg)
+}
+
+/// Appends a message as one frame to `out`.
+///
+/// # Errors
+/// See [`encode_payload`] and [`encode_frame`].
+pub fn encode_message<T: Serialize>(
+    msg: &T,
+    max: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), ProtocolError> {
+    let payload = encode_payload(msg)?;
+    encode_frame(&payload, max, out)
+}
+
+/// Reads one frame's payload from a blocking reader.
+///
+/// # Errors
+/// [`ProtocolError::Truncated`] when the stream ends inside a frame, `Io` for read errors,
+/// `FrameTooLarge` before reading an oversize payload.
+pub fn read_frame_blocking(
+    reader: &mut impl std::io::Read,
+    max: usize,
+) -> Result<Vec<u8>, ProtocolError> {
+    let mut header = [0u8; HEADER_LEN];
+    read_exact_or_truncated(reader, &mut header)?;
+    let len = u32::from_be_bytes(header) as usize;
+    if len > max {
+        return Err(ProtocolError::FrameTooLarge { len, max });
+    }
+    let mut payload = vec![0u8; len];
+    read_exact_or_truncated(reader, &mut payload)?;
+    Ok(payload)
+}
+
+fn read_exact_or_truncated(
+    reader: &mut impl std::io::Read,
+    buf: &mut [u8],
+) -> Result<(), ProtocolError> {
+    reader.read_exact(buf).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            ProtocolError::Truncated
+        } else {
+            ProtocolError::Io(e)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_round_trip_and_partial_input() {
+        let mut out = Vec::new();
+        encode_frame(b"hello", 16, &mut out).expect("fits");
+        assert_eq!(&out[..4], &[0, 0, 0, 5]);
+        for cut in 0..out.len() {
+            assert!(decode_frame(&out[..cut], 16).expect("no error").is_none());
+        }
+        let (start, end) = decode_frame(&out, 16).expect("ok").expect("complete");
+        assert_eq!(&out[start..end], b"hello");
+    }
+
+    #[test]
+    fn oversize_is_refused_on_both_sides() {
+        let mut out = Vec::new();
+        assert!(matches!(
+            encode_frame(&[0; 17], 16, &mut out),
+            Err(ProtocolError::FrameTooLarge { len: 17, max: 16 })
+        ));
+        // Only the header has arrived: the refusal must not wait for the payload.
+        assert!(matches!(
+            decode_frame(&[0, 0, 0, 17], 16),
+            Err(ProtocolError::FrameTooLarge { .. })
+        ));
+        assert!(matches!(
+            decode_frame(&[0xff, 0xff, 0xff, 0xff], DEFAULT_MAX_FRAME),
+            Err(ProtocolError::FrameTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn trailing_bytes_are_rejected() {
+        let mut payload = encode_payload(&42u32).expect("encodes");
+        payload.push(0);
+        assert!(matches!(
+            decode_payload::<u32>(&payload),
+            Err(ProtocolError::TrailingBytes(1))
+        ));
+    }
+
+    #[test]
+    fn blocking_reader_reports_truncation() {
+        let mut out = Vec::new();
+        encode_frame(b"abcdef", 64, &mut out).expect("fits");
+        let mut cut = &out[..7];
+        assert!(matches!(
+            read_frame_blocking(&mut cut, 64),
+            Err(ProtocolError::Truncated)
+        ));
+        let mut whole = &out[..];
+        assert_eq!(read_frame_blocking(&mut whole, 64).expect("reads"), b"abcdef");
+    }
+}

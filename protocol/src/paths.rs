@@ -1,0 +1,257 @@
+//! Where the socket lives. Daemon and client both resolve it here, so they always agree.
+//!
+//! Order: an explicit `--socket`, then `TOKD_SOCKET`, then `$XDG_RUNTIME_DIR/tokd/tokd.sock`,
+//! then `${TMPDIR:-/tmp}/tokd-$UID/tokd.sock` (as tmux does) for containers, cron and ssh
+//! sessions without a login manager. The temp-dir fallback lives in a world-writable place,
+//! so its directory must be ours and private: [`check_private_dir`].
+
+use std::ffi::OsString;
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+/// The environment variable that overrides the socket path.
+pub const SOCKET_ENV: &str = "TOKD_SOCKET";
+
+/// The socket's file name inside its directory.
+pub const SOCKET_FILE: &str = "tokd.sock";
+
+/// Where a resolved socket path came from; it decides which checks apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketSource {
+    /// `--socket PATH`.
+    Flag,
+    /// `TOKD_SOCKET`.
+    Env,
+    /// `$XDG_RUNTIME_DIR/tokd/`.
+    RuntimeDir,
+    /// `${TMPDIR:-/tmp}/tokd-$UID/`.
+    TempDir,
+}
+
+/// A resolved socket path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketPath {
+    /// The socket file.
+    pub path: PathBuf,
+    /// Where the path came from.
+    pub source: SocketSource,
+}
+
+impl SocketPath {
+    /// Whether the socket's directory is one tokd creates itself and must keep private.
+    pub fn dir_is_managed(&self) -> bool {
+        matches!(
+            self.source,
+            SocketSource::RuntimeDir | SocketSource::TempDir
+        )
+    }
+}
+
+/// Why a socket directory is not safe to use.
+#[derive(Debug, Error)]
+pub enum PathError {
+    /// The directory belongs to another user: someone else could plant a socket there.
+    #[error("{dir} is owned by uid {owner}, not by this user (uid {uid}); refusing to use it")]
+    NotOwner {
+        /// The directory.
+        dir: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// Our uid.
+        uid: u32,
+    },
+    /// Group or others have access to the directory.
+    #[error("{dir} has mode {mode:o}; it must be private to this user (fix: chmod 700 {dir})")]
+    TooOpen {
+        /// The directory.
+        dir: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The path exists but is not a directory.
+    #[error("{0} exists and is not a directory")]
+    NotADirectory(PathBuf),
+    /// Creating or inspecting the directory failed.
+    #[error("cannot use socket directory {dir}: {source}")]
+    Io {
+        /// The directory.
+        dir: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// Resolves the socket path from `--socket` (if given) and the process environment.
+pub fn resolve_socket_path(flag: Option<&Path>) -> SocketPath {
+    resolve_with(flag, |key| std::env::var_os(key), current_uid())
+}
+
+/// [`resolve_socket_path`] with the environment and uid passed in, for tests.
+pub fn resolve_with(
+    flag: Option<&Path>,
+    env: impl Fn(&str) -> Option<OsString>,
+    uid: u32,
+) -> SocketPath {
+    let non_empty = |key: &str| env(key).filter(|v| !v.is_empty());
+    if let Some(path) = flag {
+        return SocketPath {
+            path: path.to_path_buf(),
+            source: SocketSource::Flag,
+        };
+    }
+    if let Some(path) = non_empty(SOCKET_ENV) {
+        return SocketPath {
+            path: PathBuf::from(path),
+            source: SocketSource::Env,
+        };
+    }
+    // The XDG spec says relative paths in these variables are invalid and must be ignored.
+    if let Some(dir) = non_empty("XDG_RUNTIME_DIR").map(PathBuf::from)
+        && dir.is_absolute()
+    {
+        return SocketPath {
+            path: dir.join("tokd").join(SOCKET_FILE),
+            source: SocketSource::RuntimeDir,
+        };
+    }
+    let tmp = non_empty("TMPDIR")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    SocketPath {
+        path: tmp.join(format!("tokd-{uid}")).join(SOCKET_FILE),
+        source: SocketSource::TempDir,
+    }
+}
+
+/// This process's real uid.
+pub fn current_uid() -> u32 {
+    rustix::process::getuid().as_raw()
+}
+
+/// Checks that `dir` is a directory owned by this user with no group or other access.
+///
+/// # Errors
+/// A [`PathError`] naming the problem and the fix.
+pub fn check_private_dir(dir: &Path) -> Result<(), PathError> {
+    let meta = fs::symlink_metadata(dir).map_err(|source| PathError::Io {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    if !meta.is_dir() {
+        return Err(PathError::NotADirectory(dir.to_path_buf()));
+    }
+    let uid = current_uid();
+    if meta.uid() != uid {
+        return Err(PathError::NotOwner {
+            dir: dir.to_path_buf(),
+            owner: meta.uid(),
+            uid,
+        });
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(PathError::TooOpen {
+            dir: dir.to_path_buf(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+/// Creates `dir` (and missing parents) with mode 0700, whatever the umask, then checks it
+/// with [`check_private_dir`]. An existing directory is not loosened or tightened: a wrong
+/// one is an error for the user to look at.
+///
+/// # Errors
+/// A [`PathError`] naming the problem and the fix.
+pub fn ensure_private_dir(dir: &Path) -> Result<(), PathError> {
+    match fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(source) => {
+            return Err(PathError::Io {
+                dir: dir.to_path_buf(),
+                source,
+            });
+        }
+    }
+    // `mode` is filtered by the umask; a freshly created directory may need its bits set.
+    let meta = fs::symlink_metadata(dir).map_err(|source| PathError::Io {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    if meta.is_dir() && meta.uid() == current_uid() && meta.permissions().mode() & 0o777 == 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|source| {
+            PathError::Io {
+                dir: dir.to_path_buf(),
+                source,
+            }
+        })?;
+    }
+    check_private_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn resolve(vars: &[(&str, &str)], flag: Option<&str>) -> SocketPath {
+        let map: HashMap<String, OsString> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
+            .collect();
+        resolve_with(flag.map(Path::new), |k| map.get(k).cloned(), 1000)
+    }
+
+    #[test]
+    fn order_of_sources() {
+        let all = [
+            ("TOKD_SOCKET", "/e/s.sock"),
+            ("XDG_RUNTIME_DIR", "/run/user/1000"),
+            ("TMPDIR", "/var/tmp"),
+        ];
+        assert_eq!(resolve(&all, Some("/f.sock")).path, Path::new("/f.sock"));
+        assert_eq!(resolve(&all, None).path, Path::new("/e/s.sock"));
+        assert_eq!(
+            resolve(&all[1..], None).path,
+            Path::new("/run/user/1000/tokd/tokd.sock")
+        );
+        assert_eq!(
+            resolve(&all[2..], None).path,
+            Path::new("/var/tmp/tokd-1000/tokd.sock")
+        );
+        assert_eq!(
+            resolve(&[], None).path,
+            Path::new("/tmp/tokd-1000/tokd.sock")
+        );
+    }
+
+    #[test]
+    fn empty_and_relative_values_are_ignored() {
+        let vars = [
+            ("TOKD_SOCKET", ""),
+            ("XDG_RUNTIME_DIR", "relative/dir"),
+            ("TMPDIR", ""),
+        ];
+        let got = resolve(&vars, None);
+        assert_eq!(got.path, Path::new("/tmp/tokd-1000/tokd.sock"));
+        assert_eq!(got.source, SocketSource::TempDir);
+    }
+
+    #[test]
+    fn private_dir_is_created_0700_and_loose_dirs_are_refused() {
+        let base = std::env::temp_dir().join(format!("tokd-paths-test-{}", std::process::id()));
+        let dir = base.join("a").join("tokd");
+        ensure_private_dir(&dir).expect("created");
+        let mode = fs::metadata(&dir).expect("exists").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+        let err = ensure_private_dir(&dir).expect_err("too open");
+        assert!(err.to_string().contains("chmod 700"), "{err}");
+        fs::remove_dir_all(&base).expect("cleanup");
+    }
+}

@@ -1,0 +1,19 @@
+//! `logout`: revoke at the provider when it can, then remove.
+
+use serde::{Deserialize, Serialize};
+
+/// Revokes a session's tokens and removes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogoutRequest {
+    /// The session's name.
+    pub name: String,
+}
+
+/// The answer to `logout`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogoutReply {
+    /// The session that was removed.
+    pub name: String,
+    /// Whether the provider confirmed a revocation (RFC 7009).
+    pub revoked: bool,
+}

@@ -13,13 +13,18 @@ use crate::frame::{decode_frame, encode_frame};
 /// to decode payloads itself (to answer a malformed message without dropping the connection).
 #[derive(Debug, Clone)]
 pub struct FrameCodec {
-    max: usize,
+    decode_max: usize,
+    encode_max: usize,
 }
 
 impl FrameCodec {
-    /// A codec refusing frames larger than `max` bytes.
-    pub fn new(max: usize) -> Self {
-        FrameCodec { max }
+    /// A codec refusing incoming frames over `decode_max` and outgoing frames over
+    /// `encode_max` bytes (a daemon takes small requests and may send large answers).
+    pub fn new(decode_max: usize, encode_max: usize) -> Self {
+        FrameCodec {
+            decode_max,
+            encode_max,
+        }
     }
 }
 
@@ -28,7 +33,7 @@ impl Decoder for FrameCodec {
     type Error = ProtocolError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, ProtocolError> {
-        match decode_frame(src, self.max)? {
+        match decode_frame(src, self.decode_max)? {
             None => {
                 // Reserve for the rest of a frame whose header has arrived; the header was
                 // already checked against the limit.
@@ -60,7 +65,7 @@ impl Encoder<&[u8]> for FrameCodec {
 
     fn encode(&mut self, payload: &[u8], dst: &mut BytesMut) -> Result<(), ProtocolError> {
         let mut out = Vec::new();
-        encode_frame(payload, self.max, &mut out)?;
+        encode_frame(payload, self.encode_max, &mut out)?;
         dst.extend_from_slice(&out);
         Ok(())
     }
@@ -74,10 +79,10 @@ pub struct MessageCodec<In, Out> {
 }
 
 impl<In, Out> MessageCodec<In, Out> {
-    /// A codec refusing frames larger than `max` bytes.
-    pub fn new(max: usize) -> Self {
+    /// A codec with the limits of [`FrameCodec::new`].
+    pub fn new(decode_max: usize, encode_max: usize) -> Self {
         MessageCodec {
-            frames: FrameCodec::new(max),
+            frames: FrameCodec::new(decode_max, encode_max),
             _types: PhantomData,
         }
     }

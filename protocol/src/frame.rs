@@ -15,6 +15,10 @@ pub const HEADER_LEN: usize = 4;
 /// any allocation, and the connection that sent one is closed.
 pub const DEFAULT_MAX_FRAME: usize = 256 * 1024;
 
+/// Maximum payload of a frame the daemon sends (64 MiB). Answers such as `status` with
+/// 100k sessions are far larger than any request, and clients trust their own daemon.
+pub const MAX_RESPONSE_FRAME: usize = 64 * 1024 * 1024;
+
 /// Appends one frame holding `payload` to `out`.
 ///
 /// # Errors
@@ -64,7 +68,7 @@ pub fn decode_frame(buf: &[u8], max: usize) -> Result<Option<(usize, usize)>, Pr
 fn bincode_config() -> impl bincode::config::Config {
     // The decode limit bounds allocations made while decoding, whatever a length field inside
     // the payload claims.
-    bincode::config::standard().with_limit::<{ DEFAULT_MAX_FRAME * 4 }>()
+    bincode::config::standard().with_limit::<{ MAX_RESPONSE_FRAME * 2 }>()
 }
 
 /// Encodes a message's payload (without the frame header).
@@ -192,6 +196,9 @@ mod tests {
             Err(ProtocolError::Truncated)
         ));
         let mut whole = &out[..];
-        assert_eq!(read_frame_blocking(&mut whole, 64).expect("reads"), b"abcdef");
+        assert_eq!(
+            read_frame_blocking(&mut whole, 64).expect("reads"),
+            b"abcdef"
+        );
     }
 }

@@ -169,7 +169,11 @@ pub fn check_private_dir(dir: &Path) -> Result<(), PathError> {
 /// # Errors
 /// A [`PathError`] naming the problem and the fix.
 pub fn ensure_private_dir(dir: &Path) -> Result<(), PathError> {
-    match fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+    match fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+    {
         Ok(()) => {}
         Err(source) => {
             return Err(PathError::Io {

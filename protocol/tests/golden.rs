@@ -24,10 +24,13 @@ where
     if std::env::var_os("TOKD_BLESS").is_some() && !path.exists() {
         std::fs::write(&path, &encoded).expect("write fixture");
     }
-    let golden = std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("missing fixture {}: {e}", path.display()));
+    let golden =
+        std::fs::read(&path).unwrap_or_else(|e| panic!("missing fixture {}: {e}", path.display()));
     let decoded: T = decode_payload(&golden).expect(name);
-    assert_eq!(&decoded, msg, "{name}: golden frame decodes to something else");
+    assert_eq!(
+        &decoded, msg,
+        "{name}: golden frame decodes to something else"
+    );
     assert_eq!(encoded, golden, "{name}: this version encodes differently");
 }
 

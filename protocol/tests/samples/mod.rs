@@ -171,7 +171,10 @@ pub fn responses() -> Vec<(&'static str, Response)> {
                 revoked: true,
             }),
         ),
-        ("response-watching", Response::Watching(watch::WatchReply {})),
+        (
+            "response-watching",
+            Response::Watching(watch::WatchReply {}),
+        ),
         (
             "response-event",
             Response::Event(watch::WatchEvent {

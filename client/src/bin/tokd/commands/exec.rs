@@ -1,0 +1,35 @@
+//! `tokd exec NAME -- CMD…`: run a command with the bearer in its environment.
+
+use std::os::unix::process::CommandExt;
+
+use tokd_protocol::paths::SocketPath;
+
+use crate::cli::ExecArgs;
+use crate::{CmdResult, Outcome};
+
+/// Replaces this process with the command, the token in `--env` (default `TOKD_TOKEN`).
+pub fn run(socket: &SocketPath, args: ExecArgs) -> CmdResult {
+    let token = super::get::fetch(
+        socket,
+        &args.name,
+        args.min_valid,
+        std::time::Duration::from_secs(10),
+        false,
+    )?;
+    let Some((program, rest)) = args.command.split_first() else {
+        eprintln!("tokd: exec needs a command after --");
+        return Ok(Outcome::Exit(2));
+    };
+    let err = std::process::Command::new(program)
+        .args(rest)
+        .env(&args.env, token.access_token.expose())
+        .exec();
+    eprintln!("tokd: cannot run {}: {err}", program.to_string_lossy());
+    Ok(Outcome::Exit(
+        if err.kind() == std::io::ErrorKind::NotFound {
+            127
+        } else {
+            126
+        },
+    ))
+}

@@ -1,0 +1,69 @@
+//! `tokd get`: the bearer alone on stdout.
+
+use std::io::Write;
+
+use tokd::ClientError;
+use tokd_protocol::paths::SocketPath;
+use tokd_protocol::verbs::get::{GetRequest, TokenReply};
+
+use crate::cli::GetArgs;
+use crate::{CmdResult, Outcome};
+
+/// Fetches one token over the blocking one-shot path.
+pub fn fetch(
+    socket: &SocketPath,
+    name: &str,
+    min_valid: std::time::Duration,
+    wait: std::time::Duration,
+    include_id_token: bool,
+) -> Result<TokenReply, ClientError> {
+    tokd::blocking::get_from(
+        socket,
+        GetRequest {
+            name: name.to_owned(),
+            min_valid_ms: u64::try_from(min_valid.as_millis()).unwrap_or(u64::MAX),
+            wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            include_id_token,
+        },
+    )
+}
+
+/// Runs `tokd get`.
+pub fn run(socket: &SocketPath, args: &GetArgs) -> CmdResult {
+    let token = fetch(socket, &args.name, args.min_valid, args.wait, args.id_token)?;
+    let text = if args.id_token {
+        match &token.id_token {
+            Some(id) => format!("{}\n", id.expose()),
+            None => {
+                eprintln!("tokd: session {:?} has no id_token", args.name);
+                return Ok(Outcome::Exit(1));
+            }
+        }
+    } else if args.header {
+        format!("Authorization: Bearer {}\n", token.access_token.expose())
+    } else if args.json {
+        let now = crate::output::now_ms();
+        let json = serde_json::json!({
+            "access_token": token.access_token.expose(),
+            "token_type": token.token_type,
+            "expires_at": token.expires_at_ms,
+            "expires_in": (token.expires_at_ms - now).max(0) / 1000,
+            "meets_min_valid": token.meets_min_valid,
+        });
+        format!("{json}\n")
+    } else {
+        format!("{}\n", token.access_token.expose())
+    };
+    if !token.meets_min_valid && !args.json {
+        eprintln!(
+            "tokd: warning: the token of {:?} has less than the requested --min-valid left",
+            args.name
+        );
+    }
+    let mut stdout = std::io::stdout().lock();
+    // A closed pipe (`tokd get x | head -c0`) is not worth a panic.
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
+    Ok(Outcome::Exit(0))
+}

@@ -1,0 +1,90 @@
+//! Formatting for humans: relative times and aligned tables.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the epoch now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// `4m12s`, `2h5m`, `3d4h`: the two most significant units.
+pub fn compact(ms: i64) -> String {
+    let mut secs = ms.unsigned_abs() / 1000;
+    if secs == 0 {
+        return "0s".into();
+    }
+    let units = [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)];
+    let mut out = String::new();
+    let mut shown = 0;
+    for (name, size) in units {
+        if secs >= size || shown > 0 {
+            let n = secs / size;
+            secs %= size;
+            if n > 0 {
+                out.push_str(&format!("{n}{name}"));
+            }
+            shown += 1;
+            if shown == 2 {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// `in 4m12s` or `3m ago` relative to now; `-` for none.
+pub fn relative(at_ms: Option<i64>, now: i64) -> String {
+    match at_ms {
+        None => "-".into(),
+        Some(t) if t >= now => format!("in {}", compact(t - now)),
+        Some(t) => format!("{} ago", compact(now - t)),
+    }
+}
+
+/// Prints rows as left-aligned columns separated by two spaces.
+pub fn print_table(rows: &[Vec<String>]) {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let pad = widths[i] - cell.chars().count();
+                line.push_str(cell);
+                line.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        println!("{}", line.trim_end());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_durations() {
+        assert_eq!(compact(0), "0s");
+        assert_eq!(compact(59_000), "59s");
+        assert_eq!(compact(252_000), "4m12s");
+        assert_eq!(compact(3_600_000), "1h");
+        assert_eq!(compact(7_500_000), "2h5m");
+        assert_eq!(compact(-90_000), "1m30s");
+        assert_eq!(relative(Some(10_000), 0), "in 10s");
+        assert_eq!(relative(Some(0), 180_000), "3m ago");
+        assert_eq!(relative(None, 0), "-");
+    }
+}

@@ -1,0 +1,321 @@
+//! The async client: one connection, typed methods per verb.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokd_protocol::codec::FrameCodec;
+use tokd_protocol::frame::{DEFAULT_MAX_FRAME, MAX_RESPONSE_FRAME, decode_payload, encode_payload};
+use tokd_protocol::paths::{SocketPath, check_private_dir, resolve_socket_path};
+use tokd_protocol::verbs::add::{AddReply, AddRequest};
+use tokd_protocol::verbs::get::{GetRequest, TokenReply};
+use tokd_protocol::verbs::list::{ListEntry, ListRequest};
+use tokd_protocol::verbs::login::LoginRequest;
+use tokd_protocol::verbs::logout::{LogoutReply, LogoutRequest};
+use tokd_protocol::verbs::ping::{PingRequest, PongReply};
+use tokd_protocol::verbs::refresh::{RefreshReply, RefreshRequest};
+use tokd_protocol::verbs::remove::RemoveRequest;
+use tokd_protocol::verbs::status::{StatusReply, StatusRequest};
+use tokd_protocol::verbs::watch::WatchRequest;
+use tokd_protocol::{Hello, HelloAck, Request, Response};
+use tokio::net::UnixStream;
+use tokio_util::codec::Framed;
+
+use crate::error::{ClientError, check_ack, connect_error};
+
+/// How long connecting and the hello may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Extra time granted beyond a request's own wait before giving up on an answer.
+const ANSWER_MARGIN: Duration = Duration::from_secs(10);
+
+/// A connection to the daemon, greeted and ready for requests.
+#[derive(Debug)]
+pub struct Client {
+    conn: Framed<UnixStream, FrameCodec>,
+    daemon_version: String,
+    daemon_minor: u16,
+}
+
+impl Client {
+    /// Connects to the daemon at the default socket (`TOKD_SOCKET`, `$XDG_RUNTIME_DIR`, or the
+    /// per-user temp directory) and exchanges hellos.
+    ///
+    /// # Errors
+    /// [`ClientError::NotRunning`] when no daemon listens; `VersionMismatch`, `Refused`.
+    pub async fn connect() -> Result<Client, ClientError> {
+        Self::connect_to(&resolve_socket_path(None)).await
+    }
+
+    /// Connects to the daemon at `socket`, with `name` as the client name in the hello.
+    ///
+    /// # Errors
+    /// See [`Client::connect`].
+    pub async fn connect_to(socket: &SocketPath) -> Result<Client, ClientError> {
+        Self::connect_named(socket, concat!("tokd-lib/", env!("CARGO_PKG_VERSION"))).await
+    }
+
+    /// [`Client::connect_to`] with an explicit client name for the daemon's logs.
+    ///
+    /// # Errors
+    /// See [`Client::connect`].
+    pub async fn connect_named(socket: &SocketPath, name: &str) -> Result<Client, ClientError> {
+        let path = &socket.path;
+        check_socket_dir(socket)?;
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, UnixStream::connect(path))
+            .await
+            .map_err(|_| ClientError::Timeout(CONNECT_TIMEOUT))?
+            .map_err(|e| connect_error(path, e))?;
+        let mut conn = Framed::new(
+            stream,
+            FrameCodec::new(MAX_RESPONSE_FRAME, DEFAULT_MAX_FRAME),
+        );
+        let hello = Hello::current(name).encode();
+        conn.send(hello.as_slice()).await?;
+        let ack = tokio::time::timeout(CONNECT_TIMEOUT, conn.next())
+            .await
+            .map_err(|_| ClientError::Timeout(CONNECT_TIMEOUT))?
+            .ok_or(ClientError::Closed)??;
+        let (daemon_version, daemon_minor) = check_ack(HelloAck::decode(&ack)?)?;
+        Ok(Client {
+            conn,
+            daemon_version,
+            daemon_minor,
+        })
+    }
+
+    /// The daemon's software version, from its hello answer.
+    pub fn daemon_version(&self) -> &str {
+        &self.daemon_version
+    }
+
+    /// The daemon's protocol minor version.
+    pub fn daemon_minor(&self) -> u16 {
+        self.daemon_minor
+    }
+
+    /// Sends one request and reads one answer; an `Error` answer becomes `Err`.
+    ///
+    /// # Errors
+    /// [`ClientError::Daemon`] with the daemon's code and message, or a transport error.
+    pub async fn request(
+        &mut self,
+        request: &Request,
+        wait: Duration,
+    ) -> Result<Response, ClientError> {
+        let payload = encode_payload(request)?;
+        self.conn.send(payload.as_slice()).await?;
+        self.next_response(wait + ANSWER_MARGIN).await
+    }
+
+    async fn next_response(&mut self, limit: Duration) -> Result<Response, ClientError> {
+        let frame = tokio::time::timeout(limit, self.conn.next())
+            .await
+            .map_err(|_| ClientError::Timeout(limit))?
+            .ok_or(ClientError::Closed)??;
+        match decode_payload::<Response>(&frame)? {
+            Response::Error(e) => Err(ClientError::Daemon(e)),
+            other => Ok(other),
+        }
+    }
+
+    /// The current token of `name`, valid for at least `min_valid` if at all possible.
+    ///
+    /// # Errors
+    /// `Daemon` with `not_found`, `needs_login`, `expired`, … when no valid token exists.
+    pub async fn get(
+        &mut self,
+        name: &str,
+        min_valid: Duration,
+    ) -> Result<TokenReply, ClientError> {
+        self.get_with(GetRequest {
+            name: name.to_owned(),
+            min_valid_ms: millis(min_valid),
+            wait_ms: 10_000,
+            include_id_token: false,
+        })
+        .await
+    }
+
+    /// `get` with every option.
+    ///
+    /// # Errors
+    /// See [`Client::get`].
+    pub async fn get_with(&mut self, req: GetRequest) -> Result<TokenReply, ClientError> {
+        let wait = Duration::from_millis(req.wait_ms);
+        match self.request(&Request::Get(req), wait).await? {
+            Response::Token(t) => Ok(t),
+            _ => Err(ClientError::Unexpected("a token")),
+        }
+    }
+
+    /// Daemon identity and session health (all sessions, or one).
+    ///
+    /// # Errors
+    /// `Daemon` with `not_found` for an unknown name.
+    pub async fn status(&mut self, name: Option<&str>) -> Result<StatusReply, ClientError> {
+        let req = Request::Status(StatusRequest {
+            name: name.map(str::to_owned),
+        });
+        match self.request(&req, Duration::ZERO).await? {
+            Response::Status(s) => Ok(s),
+            _ => Err(ClientError::Unexpected("a status")),
+        }
+    }
+
+    /// Every session's name, provider and state.
+    ///
+    /// # Errors
+    /// Transport errors only.
+    pub async fn list(&mut self) -> Result<Vec<ListEntry>, ClientError> {
+        match self
+            .request(&Request::List(ListRequest {}), Duration::ZERO)
+            .await?
+        {
+            Response::List(l) => Ok(l.sessions),
+            _ => Err(ClientError::Unexpected("a list")),
+        }
+    }
+
+    /// Imports (or replaces) a session.
+    ///
+    /// # Errors
+    /// `Daemon` with `already_exists` or `invalid`.
+    pub async fn add(&mut self, req: AddRequest) -> Result<AddReply, ClientError> {
+        match self
+            .request(&Request::Add(req), Duration::from_secs(30))
+            .await?
+        {
+            Response::Added(a) => Ok(a),
+            _ => Err(ClientError::Unexpected("an add answer")),
+        }
+    }
+
+    /// Removes a session.
+    ///
+    /// # Errors
+    /// `Daemon` with `not_found`.
+    pub async fn remove(&mut self, name: &str) -> Result<(), ClientError> {
+        let req = Request::Remove(RemoveRequest {
+            name: name.to_owned(),
+        });
+        match self.request(&req, Duration::ZERO).await? {
+            Response::Removed(_) => Ok(()),
+            _ => Err(ClientError::Unexpected("a remove answer")),
+        }
+    }
+
+    /// Refreshes a session now (subject to the minimum interval).
+    ///
+    /// # Errors
+    /// `Daemon` with `not_found`, `needs_login`, `refresh_failed`, …
+    pub async fn refresh(&mut self, name: &str) -> Result<RefreshReply, ClientError> {
+        let wait = Duration::from_secs(35);
+        let req = Request::Refresh(RefreshRequest {
+            name: name.to_owned(),
+            wait_ms: millis(wait),
+        });
+        match self.request(&req, wait).await? {
+            Response::Refreshed(r) => Ok(r),
+            _ => Err(ClientError::Unexpected("a refresh answer")),
+        }
+    }
+
+    /// Revokes (where the provider can) and removes a session.
+    ///
+    /// # Errors
+    /// `Daemon` with `not_found`.
+    pub async fn logout(&mut self, name: &str) -> Result<LogoutReply, ClientError> {
+        let req = Request::Logout(LogoutRequest {
+            name: name.to_owned(),
+        });
+        match self.request(&req, Duration::from_secs(30)).await? {
+            Response::LoggedOut(r) => Ok(r),
+            _ => Err(ClientError::Unexpected("a logout answer")),
+        }
+    }
+
+    /// Liveness probe.
+    ///
+    /// # Errors
+    /// Transport errors only.
+    pub async fn ping(&mut self) -> Result<PongReply, ClientError> {
+        match self
+            .request(&Request::Ping(PingRequest {}), Duration::ZERO)
+            .await?
+        {
+            Response::Pong(p) => Ok(p),
+            _ => Err(ClientError::Unexpected("a pong")),
+        }
+    }
+
+    /// Subscribes to session events; the connection becomes the event stream.
+    ///
+    /// # Errors
+    /// Transport errors, or a daemon refusal.
+    pub async fn watch(mut self) -> Result<Stream, ClientError> {
+        match self
+            .request(&Request::Watch(WatchRequest {}), Duration::ZERO)
+            .await?
+        {
+            Response::Watching(_) => Ok(Stream { client: self }),
+            _ => Err(ClientError::Unexpected("a watch answer")),
+        }
+    }
+
+    /// Starts a login; the connection becomes the stream of prompts and the final answer.
+    ///
+    /// # Errors
+    /// Transport errors.
+    pub async fn login(mut self, req: LoginRequest) -> Result<Stream, ClientError> {
+        let payload = encode_payload(&Request::Login(req))?;
+        self.conn.send(payload.as_slice()).await?;
+        Ok(Stream { client: self })
+    }
+}
+
+/// A streamed answer (`watch` events, `login` prompts and result).
+#[derive(Debug)]
+pub struct Stream {
+    client: Client,
+}
+
+impl Stream {
+    /// The next frame; `Ok(None)` when the daemon ended the stream.
+    ///
+    /// # Errors
+    /// [`ClientError::Daemon`] when the daemon sends an error frame, or a transport error.
+    pub async fn next(&mut self) -> Result<Option<Response>, ClientError> {
+        match self.client.conn.next().await {
+            None => Ok(None),
+            Some(frame) => match decode_payload::<Response>(&frame?)? {
+                Response::Error(e) => Err(ClientError::Daemon(e)),
+                other => Ok(Some(other)),
+            },
+        }
+    }
+}
+
+/// Refuses a socket in the temp-dir fallback whose directory is not ours and private:
+/// anyone can create directories in `/tmp`, and a planted socket would receive our requests.
+pub(crate) fn check_socket_dir(socket: &SocketPath) -> Result<(), ClientError> {
+    if socket.source != tokd_protocol::paths::SocketSource::TempDir {
+        return Ok(());
+    }
+    let Some(dir) = socket.path.parent() else {
+        return Ok(());
+    };
+    match check_private_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(tokd_protocol::paths::PathError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Err(ClientError::NotRunning {
+                path: socket.path.clone(),
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,106 @@
+//! `ClientError`: every way talking to the daemon can fail, as variants (no downcasting).
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+use tokd_protocol::paths::PathError;
+use tokd_protocol::{ErrorCode, ErrorReply, ProtocolError};
+
+/// Why a request to the daemon failed.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    /// Nothing listens on the socket.
+    #[error(
+        "the tokd daemon is not running (nothing listens on {path}); start it with \
+         `tokd-daemon` or `systemctl --user start tokd`"
+    )]
+    NotRunning {
+        /// The socket path tried.
+        path: PathBuf,
+    },
+    /// The socket exists but cannot be connected to (permissions, …).
+    #[error("cannot connect to the tokd daemon at {path}: {source}")]
+    Connect {
+        /// The socket path tried.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The socket's directory is not safe to trust (another owner, open permissions).
+    #[error("refusing to talk to the socket: {0}")]
+    UnsafeSocketDir(#[from] PathError),
+    /// The daemon speaks another protocol major version.
+    #[error("{0}")]
+    VersionMismatch(String),
+    /// The daemon refused the connection at the hello (peer rejected, busy, …).
+    #[error("the daemon refused the connection: {0}")]
+    Refused(ErrorReply),
+    /// The daemon answered the request with an error.
+    #[error("{}", .0.message)]
+    Daemon(ErrorReply),
+    /// The bytes on the socket made no sense.
+    #[error("protocol error talking to the daemon: {0}")]
+    Protocol(#[from] ProtocolError),
+    /// The daemon answered with a message that does not fit the request.
+    #[error("unexpected answer from the daemon (expected {0})")]
+    Unexpected(&'static str),
+    /// The daemon did not answer in time.
+    #[error("the daemon did not answer within {0:?}")]
+    Timeout(std::time::Duration),
+    /// The daemon closed the connection.
+    #[error("the daemon closed the connection")]
+    Closed,
+}
+
+impl ClientError {
+    /// The stable error code behind this failure, when the daemon gave one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Daemon(e) | ClientError::Refused(e) => Some(e.code),
+            ClientError::VersionMismatch(_) => Some(ErrorCode::VersionMismatch),
+            _ => None,
+        }
+    }
+
+    /// The exit status the `tokd` command reports for this failure (the design's table):
+    /// 1 negative answer, 2 invalid input, 3 daemon not running, 4 no such session,
+    /// 5 version mismatch.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ClientError::NotRunning { .. } => 3,
+            ClientError::VersionMismatch(_) => 5,
+            ClientError::Daemon(e) | ClientError::Refused(e) => match e.code {
+                ErrorCode::NotFound => 4,
+                ErrorCode::Invalid | ErrorCode::TooLarge | ErrorCode::AlreadyExists => 2,
+                ErrorCode::VersionMismatch => 5,
+                _ => 1,
+            },
+            _ => 1,
+        }
+    }
+}
+
+/// Maps a connect error on `path` to the right variant.
+pub(crate) fn connect_error(path: &std::path::Path, source: std::io::Error) -> ClientError {
+    use std::io::ErrorKind;
+    match source.kind() {
+        ErrorKind::NotFound | ErrorKind::ConnectionRefused => ClientError::NotRunning {
+            path: path.to_path_buf(),
+        },
+        _ => ClientError::Connect {
+            path: path.to_path_buf(),
+            source,
+        },
+    }
+}
+
+/// Checks a hello answer: `Ok(daemon version)` or the refusal as an error.
+pub(crate) fn check_ack(ack: tokd_protocol::HelloAck) -> Result<(String, u16), ClientError> {
+    match ack.outcome {
+        Ok(version) => Ok((version, ack.minor)),
+        Err(e) if e.code == ErrorCode::VersionMismatch => {
+            Err(ClientError::VersionMismatch(e.message))
+        }
+        Err(e) => Err(ClientError::Refused(e)),
+    }
+}

@@ -1,0 +1,599 @@
+//! Configuration: embedded defaults, an optional TOML file, then flags. Loaded once,
+//! strict (unknown keys are errors), every path resolved to an absolute path at start.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use thiserror::Error;
+use tokd_protocol::Secret;
+use tokd_protocol::frame::DEFAULT_MAX_FRAME;
+use tokd_protocol::paths::{SocketPath, resolve_socket_path};
+
+/// Why the configuration could not be loaded. Each message names the file or variable.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file given with `--config` / `TOKD_CONFIG` does not exist or cannot be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown or mistyped keys.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The TOML parser's message, with line and column.
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("invalid config{}: {message}", .path.as_ref().map(|p| format!(" file {}", p.display())).unwrap_or_default())]
+    Invalid {
+        /// The file, if the value came from one.
+        path: Option<PathBuf>,
+        /// What is wrong.
+        message: String,
+    },
+    /// Neither the XDG variable nor `HOME` says where a default directory is.
+    #[error("cannot find a default {what}: neither {xdg} nor HOME is set (use {flag})")]
+    NoHome {
+        /// Which directory.
+        what: &'static str,
+        /// The XDG variable consulted.
+        xdg: &'static str,
+        /// The flag that sets it.
+        flag: &'static str,
+    },
+}
+
+/// A duration written the human way in the config file (`"5m"`, `"1h30m"`, `"500ms"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text)
+            .map(HumanDuration)
+            .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}")))
+    }
+}
+
+/// The `[daemon]` table of the config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonSection {
+    /// Default refresh-ahead for every provider.
+    pub refresh_ahead: Option<HumanDuration>,
+    /// Global cap on refreshes in flight.
+    pub max_concurrent_refreshes: Option<usize>,
+    /// Socket path (the `--socket` flag and `TOKD_SOCKET` win).
+    pub socket: Option<PathBuf>,
+    /// State directory (the `--state-dir` flag wins).
+    pub state_dir: Option<PathBuf>,
+    /// Key file used when no systemd credential is given.
+    pub key_file: Option<PathBuf>,
+    /// Connection cap.
+    pub max_connections: Option<usize>,
+    /// Time a new connection has to send its hello.
+    pub handshake_timeout: Option<HumanDuration>,
+    /// Time an idle connection is kept open.
+    pub idle_timeout: Option<HumanDuration>,
+    /// Largest frame accepted.
+    pub max_frame_bytes: Option<usize>,
+    /// Serve root's connections too (root can read our files anyway, but is refused by default).
+    pub allow_root: Option<bool>,
+    /// Log filter (`info`, `tokd_daemon=debug`, …); `TOKD_LOG` / `RUST_LOG` win.
+    pub log: Option<String>,
+}
+
+/// How a provider obtains tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// RFC 6749 token endpoint.
+    #[default]
+    Oauth2,
+    /// A non-standard JSON refresh endpoint.
+    Json,
+}
+
+/// The OAuth2 grant a provider refreshes with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Grant {
+    /// RFC 6749 §6.
+    #[default]
+    RefreshToken,
+    /// RFC 6749 §4.4: a new grant each time; no login needed.
+    ClientCredentials,
+}
+
+/// How the client authenticates at the token endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// HTTP Basic with client id and secret.
+    #[default]
+    ClientSecretBasic,
+    /// Client id and secret in the form body.
+    ClientSecretPost,
+    /// Public client: only the client id.
+    None,
+}
+
+/// The unit of an absolute or relative expiry in a JSON response.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpiryUnit {
+    /// Epoch milliseconds.
+    #[default]
+    Ms,
+    /// Epoch seconds.
+    S,
+    /// Seconds from now.
+    SecondsFromNow,
+}
+
+/// One `[providers.NAME]` table: how sessions of this provider are refreshed.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// `oauth2` (default) or `json`.
+    #[serde(default)]
+    pub kind: ProviderKind,
+    /// Issuer for discovery of the endpoints.
+    pub issuer: Option<String>,
+    /// Token endpoint given directly.
+    pub token_endpoint: Option<String>,
+    /// Device authorization endpoint (login).
+    pub device_authorization_endpoint: Option<String>,
+    /// Authorization endpoint (browser login).
+    pub authorization_endpoint: Option<String>,
+    /// Revocation endpoint (logout).
+    pub revocation_endpoint: Option<String>,
+    /// The grant to refresh with.
+    #[serde(default)]
+    pub grant: Grant,
+    /// OAuth client id.
+    pub client_id: Option<String>,
+    /// Client secret, inline.
+    pub client_secret: Option<Secret>,
+    /// Client secret, from a file.
+    pub client_secret_file: Option<PathBuf>,
+    /// Client authentication method.
+    pub auth_method: Option<AuthMethod>,
+    /// Scope to request.
+    pub scope: Option<String>,
+    /// `audience` parameter.
+    pub audience: Option<String>,
+    /// `resource` parameter (RFC 8707).
+    pub resource: Option<String>,
+    /// Extra form fields on token requests.
+    #[serde(default)]
+    pub extra_params: BTreeMap<String, String>,
+    /// Extra HTTP headers on token requests.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// How long before expiry to refresh.
+    pub refresh_ahead: Option<HumanDuration>,
+    /// Lifetime assumed when a response says nothing about expiry.
+    pub default_lifetime: Option<HumanDuration>,
+    /// Cap on this provider's refreshes in flight.
+    pub max_concurrent_refreshes: Option<usize>,
+    /// JSON kind: the refresh URL.
+    pub refresh_url: Option<String>,
+    /// JSON kind: request body fields, templated (`{refresh_token}`, `{attr.NAME}`).
+    #[serde(default)]
+    pub request: BTreeMap<String, String>,
+    /// JSON kind: response field names.
+    #[serde(default)]
+    pub response: BTreeMap<String, String>,
+    /// JSON kind: unit of the expiry field.
+    pub expires_at_unit: Option<ExpiryUnit>,
+}
+
+/// One `[sessions.NAME]` table: per-session settings (the session itself lives in the store).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionConfig {
+    /// Extra headers on this session's token requests.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// A token file sink, rewritten atomically on refresh.
+    pub file: Option<PathBuf>,
+    /// Only these executables may get this session's token.
+    #[serde(default)]
+    pub allow_exe: Vec<PathBuf>,
+    /// Only these uids may get this session's token.
+    #[serde(default)]
+    pub allow_uids: Vec<u32>,
+}
+
+/// The config file as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// `[daemon]`.
+    #[serde(default)]
+    pub daemon: DaemonSection,
+    /// `[providers.NAME]`.
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// `[sessions.NAME]`.
+    #[serde(default)]
+    pub sessions: BTreeMap<String, SessionConfig>,
+}
+
+/// Limits that protect the daemon from its peers.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Connection cap.
+    pub max_connections: usize,
+    /// Time a new connection has to send its hello.
+    pub handshake_timeout: Duration,
+    /// Time an idle connection is kept open.
+    pub idle_timeout: Duration,
+    /// Largest frame accepted.
+    pub max_frame: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 1024,
+            handshake_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(300),
+            max_frame: DEFAULT_MAX_FRAME,
+        }
+    }
+}
+
+/// The configuration in force: every default applied and every path resolved.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from, if any.
+    pub config_file: Option<PathBuf>,
+    /// The socket to listen on.
+    pub socket: SocketPath,
+    /// Where the database lives.
+    pub state_dir: PathBuf,
+    /// The key file (used when no systemd credential is given).
+    pub key_file: PathBuf,
+    /// systemd's `$CREDENTIALS_DIRECTORY`, if set.
+    pub credentials_dir: Option<PathBuf>,
+    /// Connection and frame limits.
+    pub limits: Limits,
+    /// Serve root's connections too.
+    pub allow_root: bool,
+    /// Default refresh-ahead.
+    pub refresh_ahead: Duration,
+    /// Global cap on refreshes in flight.
+    pub max_concurrent_refreshes: usize,
+    /// Log filter from the file, if any.
+    pub log: Option<String>,
+    /// Providers by name.
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// Per-session settings by name.
+    pub sessions: BTreeMap<String, SessionConfig>,
+}
+
+/// What the command line can override.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--config`.
+    pub config_file: Option<PathBuf>,
+    /// `--socket`.
+    pub socket: Option<PathBuf>,
+    /// `--state-dir`.
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Reads a process environment variable; a seam so tests can pass their own.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+impl Config {
+    /// Loads the configuration: defaults, then the file (`--config` > `TOKD_CONFIG` >
+    /// `$XDG_CONFIG_HOME/tokd/config.toml` if it exists), then the flags.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the file and what is wrong.
+    pub fn load(overrides: &Overrides) -> Result<Config, ConfigError> {
+        let env = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
+        Self::load_with(overrides, &env)
+    }
+
+    /// [`Config::load`] with the environment passed in.
+    ///
+    /// # Errors
+    /// See [`Config::load`].
+    pub fn load_with(overrides: &Overrides, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
+        let config_home = xdg_dir(env, "XDG_CONFIG_HOME", ".config");
+        let explicit = overrides
+            .config_file
+            .clone()
+            .or_else(|| env("TOKD_CONFIG").map(PathBuf::from));
+        let (file, path) = match explicit {
+            Some(path) => (read_file(&path)?, Some(path)),
+            None => match config_home.as_ref().map(|d| d.join("tokd/config.toml")) {
+                Some(path) if path.exists() => (read_file(&path)?, Some(path)),
+                _ => (ConfigFile::default(), None),
+            },
+        };
+        Self::resolve(file, path, overrides, env, config_home)
+    }
+
+    /// Parses config text (for tests and reload).
+    ///
+    /// # Errors
+    /// [`ConfigError::Parse`] with the parser's message.
+    pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    fn resolve(
+        file: ConfigFile,
+        path: Option<PathBuf>,
+        overrides: &Overrides,
+        env: EnvLookup<'_>,
+        config_home: Option<PathBuf>,
+    ) -> Result<Config, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.clone(),
+            message,
+        };
+        let d = &file.daemon;
+        let base = path
+            .as_ref()
+            .and_then(|p| p.parent())
+            .map(Path::to_path_buf);
+        let absolute = |p: &Path| -> PathBuf {
+            match (&base, p.is_absolute()) {
+                (Some(base), false) => base.join(p),
+                _ => p.to_path_buf(),
+            }
+        };
+
+        let socket_flag = overrides
+            .socket
+            .clone()
+            .or_else(|| {
+                // TOKD_SOCKET outranks the file; the resolver checks it when no flag is set.
+                if env("TOKD_SOCKET").is_some() {
+                    None
+                } else {
+                    d.socket.as_deref().map(absolute)
+                }
+            })
+            .map(|p| absolutize_cwd(&p));
+        let socket = resolve_socket_path(socket_flag.as_deref());
+
+        let state_dir = match overrides
+            .state_dir
+            .clone()
+            .or_else(|| d.state_dir.as_deref().map(absolute))
+        {
+            Some(dir) => absolutize_cwd(&dir),
+            None => xdg_dir(env, "XDG_STATE_HOME", ".local/state")
+                .ok_or(ConfigError::NoHome {
+                    what: "state directory",
+                    xdg: "XDG_STATE_HOME",
+                    flag: "--state-dir",
+                })?
+                .join("tokd"),
+        };
+        let key_file = match d.key_file.as_deref().map(absolute) {
+            Some(p) => absolutize_cwd(&p),
+            None => config_home
+                .ok_or(ConfigError::NoHome {
+                    what: "key file",
+                    xdg: "XDG_CONFIG_HOME",
+                    flag: "key_file in the config file",
+                })?
+                .join("tokd/key"),
+        };
+        let credentials_dir = env("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+
+        let defaults = Limits::default();
+        let limits = Limits {
+            max_connections: d.max_connections.unwrap_or(defaults.max_connections),
+            handshake_timeout: d
+                .handshake_timeout
+                .map_or(defaults.handshake_timeout, |h| h.0),
+            idle_timeout: d.idle_timeout.map_or(defaults.idle_timeout, |h| h.0),
+            max_frame: d.max_frame_bytes.unwrap_or(defaults.max_frame),
+        };
+        if limits.max_connections == 0 {
+            return Err(invalid("daemon.max_connections must be at least 1".into()));
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&limits.max_frame) {
+            return Err(invalid(
+                "daemon.max_frame_bytes must be between 1024 and 16777216".into(),
+            ));
+        }
+        let max_concurrent_refreshes = d.max_concurrent_refreshes.unwrap_or(16);
+        if max_concurrent_refreshes == 0 {
+            return Err(invalid(
+                "daemon.max_concurrent_refreshes must be at least 1".into(),
+            ));
+        }
+        for (name, provider) in &file.providers {
+            validate_provider(name, provider).map_err(&invalid)?;
+        }
+        for name in file.sessions.keys() {
+            tokd_protocol::name::validate_session_name(name)
+                .map_err(|e| invalid(format!("[sessions.{name}]: {e}")))?;
+        }
+        Ok(Config {
+            socket,
+            state_dir,
+            key_file,
+            credentials_dir,
+            limits,
+            allow_root: d.allow_root.unwrap_or(false),
+            refresh_ahead: d.refresh_ahead.map_or(Duration::from_secs(300), |h| h.0),
+            max_concurrent_refreshes,
+            log: d.log.clone(),
+            providers: file.providers,
+            sessions: file.sessions,
+            config_file: path,
+        })
+    }
+}
+
+fn validate_provider(name: &str, p: &ProviderConfig) -> Result<(), String> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return Err(format!(
+            "provider name {name:?}: only letters, digits, '.', '_' and '-' are allowed"
+        ));
+    }
+    if p.client_secret.is_some() && p.client_secret_file.is_some() {
+        return Err(format!(
+            "[providers.{name}]: set client_secret or client_secret_file, not both"
+        ));
+    }
+    match p.kind {
+        ProviderKind::Oauth2 => {
+            if p.issuer.is_none() && p.token_endpoint.is_none() {
+                return Err(format!(
+                    "[providers.{name}]: set issuer (for discovery) or token_endpoint"
+                ));
+            }
+        }
+        ProviderKind::Json => {
+            if p.refresh_url.is_none() {
+                return Err(format!(
+                    "[providers.{name}]: kind = \"json\" needs refresh_url"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_file(path: &Path) -> Result<ConfigFile, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Config::parse(&text, path)
+}
+
+fn xdg_dir(env: EnvLookup<'_>, var: &str, fallback: &str) -> Option<PathBuf> {
+    env(var)
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| env("HOME").map(|home| PathBuf::from(home).join(fallback)))
+}
+
+fn absolutize_cwd(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        return p.to_path_buf();
+    }
+    std::env::current_dir()
+        .map(|cwd| cwd.join(p))
+        .unwrap_or_else(|_| p.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| {
+            vars.iter()
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let env = env_of(&[("HOME", "/home/u"), ("XDG_RUNTIME_DIR", "/run/user/7")]);
+        let c = Config::load_with(&Overrides::default(), &env).expect("loads");
+        assert_eq!(c.state_dir, Path::new("/home/u/.local/state/tokd"));
+        assert_eq!(c.key_file, Path::new("/home/u/.config/tokd/key"));
+        assert_eq!(c.socket.path, Path::new("/run/user/7/tokd/tokd.sock"));
+        assert!(c.config_file.is_none());
+        assert_eq!(c.refresh_ahead, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn the_design_example_parses() {
+        let text = r#"
+[daemon]
+refresh_ahead = "5m"
+max_concurrent_refreshes = 16
+
+[providers.corp]
+issuer = "https://id.example.com"
+grant = "refresh_token"
+client_id = "tokd"
+client_secret_file = "/path/to/secret"
+auth_method = "client_secret_basic"
+scope = "openid offline_access"
+refresh_ahead = "2m"
+
+[providers.chat]
+kind = "json"
+refresh_url = "https://chat.example.com/api/admin/oauth/refresh"
+headers = { "X-Tenant-Id" = "acme" }
+request = { refreshToken = "{refresh_token}", user_id = "{attr.user_id}" }
+response = { access_token = "token", refresh_token = "refreshToken", expires_at = "expiresAt" }
+expires_at_unit = "ms"
+
+[sessions.work]
+headers = { "X-Tenant-Id" = "other" }
+file = "/run/user/1000/bt_u1000"
+allow_exe = ["/usr/bin/git"]
+"#;
+        let file = Config::parse(text, Path::new("/etc/x.toml")).expect("parses");
+        assert_eq!(file.providers.len(), 2);
+        assert_eq!(file.providers["chat"].kind, ProviderKind::Json);
+        assert_eq!(
+            file.providers["corp"].refresh_ahead,
+            Some(HumanDuration(Duration::from_secs(120)))
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_clear_errors() {
+        let err = Config::parse("[daemon]\nrefresh_ahed = \"5m\"\n", Path::new("/c.toml"))
+            .expect_err("typo");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("/c.toml") && msg.contains("refresh_ahed"),
+            "{msg}"
+        );
+        let err = Config::parse("[daemon]\nrefresh_ahead = \"soon\"\n", Path::new("/c.toml"))
+            .expect_err("bad duration");
+        assert!(err.to_string().contains("soon"), "{err}");
+    }
+
+    #[test]
+    fn a_provider_without_endpoint_is_refused() {
+        let file = Config::parse("[providers.x]\nclient_id = \"a\"\n", Path::new("/c.toml"))
+            .expect("parses");
+        let env = env_of(&[("HOME", "/h")]);
+        let err = Config::resolve(
+            file,
+            Some("/c.toml".into()),
+            &Overrides::default(),
+            &env,
+            Some("/h/.config".into()),
+        )
+        .expect_err("invalid");
+        assert!(err.to_string().contains("token_endpoint"), "{err}");
+    }
+}

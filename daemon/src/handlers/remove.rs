@@ -1,0 +1,13 @@
+//! `remove`: forget a session; persisted before the answer.
+
+use tokd_protocol::Response;
+use tokd_protocol::verbs::remove::{RemoveReply, RemoveRequest};
+
+use crate::state::DaemonState;
+
+pub(super) async fn handle(req: RemoveRequest, state: &DaemonState) -> Response {
+    match state.sessions.remove(&req.name).await {
+        Ok(()) => Response::Removed(RemoveReply { name: req.name }),
+        Err(e) => Response::Error(e.into()),
+    }
+}

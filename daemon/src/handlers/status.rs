@@ -1,0 +1,17 @@
+//! `status`: the daemon's identity and every session's health.
+
+use tokd_protocol::Response;
+use tokd_protocol::verbs::status::{StatusReply, StatusRequest};
+
+use crate::state::DaemonState;
+
+pub(super) fn handle(req: StatusRequest, state: &DaemonState) -> Response {
+    let config = state.config();
+    match state.sessions.status(req.name.as_deref(), &config) {
+        Ok(sessions) => Response::Status(StatusReply {
+            daemon: state.info(&config),
+            sessions,
+        }),
+        Err(e) => Response::Error(e.into()),
+    }
+}

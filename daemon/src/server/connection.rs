@@ -1,0 +1,221 @@
+//! One connection: peer check → hello → loop { frame → dispatch → answer }.
+
+use std::sync::Arc;
+
+use futures_util::{SinkExt, StreamExt};
+use tokd_protocol::codec::FrameCodec;
+use tokd_protocol::frame::{MAX_RESPONSE_FRAME, decode_payload, encode_payload};
+use tokd_protocol::hello::{Hello, HelloAck, PROTOCOL_MAJOR, compatibility};
+use tokd_protocol::{ErrorCode, ErrorReply, ProtocolError, Request, Response};
+use tokio::net::UnixStream;
+use tokio::time::timeout;
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+
+use super::peer::{self, PeerCheck};
+use crate::handlers::{self, Reply};
+use crate::state::DaemonState;
+
+type Conn = Framed<UnixStream, FrameCodec>;
+
+/// How long a refusal may take to write before the connection is dropped anyway.
+const REFUSAL_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Serves one accepted connection until the peer hangs up, misbehaves, idles out, or the
+/// daemon shuts down.
+pub async fn serve(stream: UnixStream, state: Arc<DaemonState>, shutdown: CancellationToken) {
+    let config = state.config();
+    let limits = config.limits.clone();
+    let verdict = peer::check(&stream, state.own_uid, config.allow_root);
+    drop(config);
+    let mut conn = Framed::new(
+        stream,
+        FrameCodec::new(limits.max_frame, MAX_RESPONSE_FRAME),
+    );
+    let pid = match verdict {
+        PeerCheck::Allowed { pid, .. } => pid,
+        PeerCheck::Rejected { uid, message } => {
+            tracing::warn!(peer_uid = ?uid, "rejected a connection from another user");
+            refuse(&mut conn, ErrorCode::PeerRejected, message).await;
+            return;
+        }
+    };
+
+    // The hello must arrive within the handshake timeout.
+    let first = tokio::select! {
+        () = shutdown.cancelled() => return,
+        r = timeout(limits.handshake_timeout, conn.next()) => r,
+    };
+    let hello_bytes = match first {
+        Ok(Some(Ok(bytes))) => bytes,
+        Ok(Some(Err(e))) => {
+            tracing::debug!(peer_pid = ?pid, error = %e, "bad first frame");
+            refuse(&mut conn, code_for(&e), format!("bad hello frame: {e}")).await;
+            return;
+        }
+        Ok(None) => return,
+        Err(_) => {
+            tracing::debug!(peer_pid = ?pid, "no hello within the handshake timeout");
+            refuse(
+                &mut conn,
+                ErrorCode::Timeout,
+                "no hello within the handshake timeout",
+            )
+            .await;
+            return;
+        }
+    };
+    let hello = match Hello::decode(&hello_bytes) {
+        Ok(hello) => hello,
+        Err(e) => {
+            tracing::debug!(peer_pid = ?pid, error = %e, "not a tokd hello");
+            refuse(&mut conn, ErrorCode::Invalid, e.to_string()).await;
+            return;
+        }
+    };
+    if let Err(message) = compatibility(&hello, PROTOCOL_MAJOR) {
+        tracing::info!(peer_pid = ?pid, client = %hello.client_name, client_major = hello.major, "protocol version mismatch");
+        refuse(&mut conn, ErrorCode::VersionMismatch, message).await;
+        return;
+    }
+    let ack = HelloAck::accept(env!("CARGO_PKG_VERSION")).encode();
+    if conn.send(ack.as_slice()).await.is_err() {
+        return;
+    }
+    tracing::trace!(peer_pid = ?pid, client = %hello.client_name, "client connected");
+
+    loop {
+        let next = tokio::select! {
+            () = shutdown.cancelled() => return,
+            r = timeout(limits.idle_timeout, conn.next()) => r,
+        };
+        let payload = match next {
+            Err(_) => {
+                tracing::trace!(peer_pid = ?pid, "closing idle connection");
+                return;
+            }
+            Ok(None) => return,
+            Ok(Some(Err(e))) => {
+                // The framing itself is broken (oversize, truncated): nothing after this
+                // point can be trusted, so answer once and hang up.
+                tracing::debug!(peer_pid = ?pid, error = %e, "dropping connection after a framing error");
+                let reply = ErrorReply::new(code_for(&e), e.to_string());
+                let _ = timeout(
+                    REFUSAL_WRITE_TIMEOUT,
+                    send(&mut conn, &Response::Error(reply)),
+                )
+                .await;
+                return;
+            }
+            Ok(Some(Ok(payload))) => payload,
+        };
+        let request: Request = match decode_payload(&payload) {
+            Ok(request) => request,
+            Err(e) => {
+                // The frame boundary is intact, so the connection can go on.
+                tracing::debug!(peer_pid = ?pid, error = %e, "malformed request");
+                let reply = ErrorReply::new(
+                    ErrorCode::Invalid,
+                    format!(
+                        "malformed request ({e}); if this client is newer than the daemon, \
+                         restart tokd"
+                    ),
+                );
+                if send(&mut conn, &Response::Error(reply)).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        match handlers::dispatch(request, &state).await {
+            Reply::One(response) => {
+                if send(&mut conn, &response).await.is_err() {
+                    return;
+                }
+            }
+            Reply::Stream(stream) => {
+                stream_out(&mut conn, stream, &shutdown).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Sends a streamed answer (watch, login) until it ends, the client leaves, or shutdown.
+/// Streams are exempt from the idle timeout.
+async fn stream_out(
+    conn: &mut Conn,
+    mut stream: handlers::ResponseStream,
+    shutdown: &CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => {
+                let reply = ErrorReply::new(ErrorCode::ShuttingDown, "the daemon is shutting down");
+                let _ = timeout(REFUSAL_WRITE_TIMEOUT, send(conn, &Response::Error(reply))).await;
+                return;
+            }
+            item = stream.next() => match item {
+                Some(response) => {
+                    if send(conn, &response).await.is_err() {
+                        return;
+                    }
+                }
+                None => return,
+            },
+            incoming = conn.next() => match incoming {
+                // A client may not send requests during a stream; anything but data ends it.
+                Some(Ok(_)) => {}
+                _ => return,
+            },
+        }
+    }
+}
+
+async fn send(conn: &mut Conn, response: &Response) -> Result<(), ProtocolError> {
+    let payload = match encode_payload(response) {
+        Ok(payload) => payload,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode a response");
+            encode_payload(&Response::Error(ErrorReply::new(
+                ErrorCode::Internal,
+                "the daemon could not encode its answer",
+            )))?
+        }
+    };
+    match conn.send(payload.as_slice()).await {
+        Err(ProtocolError::FrameTooLarge { len, max }) => {
+            let reply = ErrorReply::new(
+                ErrorCode::TooLarge,
+                format!("the answer is {len} bytes, over the {max}-byte frame limit"),
+            );
+            let payload = encode_payload(&Response::Error(reply))?;
+            conn.send(payload.as_slice()).await
+        }
+        other => other,
+    }
+}
+
+/// Answers a hello-layout refusal (readable by any client version) and gives up.
+async fn refuse(conn: &mut Conn, code: ErrorCode, message: impl Into<String>) {
+    let ack = HelloAck::refuse(code, message).encode();
+    let _ = timeout(REFUSAL_WRITE_TIMEOUT, conn.send(ack.as_slice())).await;
+}
+
+/// Refuses a connection over the connection cap.
+pub async fn refuse_busy(stream: UnixStream, max_frame: usize) {
+    let mut conn = Framed::new(stream, FrameCodec::new(max_frame, MAX_RESPONSE_FRAME));
+    refuse(
+        &mut conn,
+        ErrorCode::Busy,
+        "the daemon is at its connection limit; try again",
+    )
+    .await;
+}
+
+fn code_for(e: &ProtocolError) -> ErrorCode {
+    match e {
+        ProtocolError::FrameTooLarge { .. } => ErrorCode::TooLarge,
+        _ => ErrorCode::Invalid,
+    }
+}

@@ -1,0 +1,62 @@
+//! The socket server: where requests enter the daemon.
+//!
+//! `socket` produces the listener, the accept loop here hands each connection to
+//! `connection::serve` on the daemon's task tracker, and `peer` checks who is calling.
+
+pub mod connection;
+pub mod peer;
+pub mod socket;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::UnixListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::state::DaemonState;
+
+/// Accepts connections until `shutdown` is cancelled. Each connection runs on `tracker`
+/// with its own permit; past the connection cap, newcomers get a `busy` refusal.
+pub async fn accept_loop(
+    listener: UnixListener,
+    state: Arc<DaemonState>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let limits = state.config().limits.clone();
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning on the error.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        match permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let state = state.clone();
+                let shutdown = shutdown.clone();
+                tracker.spawn(async move {
+                    connection::serve(stream, state, shutdown).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                tracing::warn!(
+                    max_connections = limits.max_connections,
+                    "connection cap reached"
+                );
+                tracker.spawn(connection::refuse_busy(stream, limits.max_frame));
+            }
+        }
+    }
+}

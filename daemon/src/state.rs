@@ -1,0 +1,68 @@
+//! `DaemonState`: the one shared handle every handler gets.
+
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use tokd_protocol::DaemonInfo;
+use tokd_protocol::hello::{PROTOCOL_MAJOR, PROTOCOL_MINOR};
+
+use crate::config::Config;
+use crate::sessions::Sessions;
+use crate::sessions::events::Events;
+use crate::store::Store;
+
+/// Everything the daemon shares between connections and background tasks.
+#[derive(Debug)]
+pub struct DaemonState {
+    /// The configuration in force (replaced whole on reload).
+    config: RwLock<Arc<Config>>,
+    /// All sessions.
+    pub sessions: Sessions,
+    /// The encrypted store (shared with `sessions`).
+    pub store: Store,
+    /// The event bus behind `watch` and the audit trail.
+    pub events: Events,
+    /// This process's uid: the only one served (plus root when configured).
+    pub own_uid: u32,
+    /// When the daemon started, for `uptime`.
+    started: Instant,
+}
+
+impl DaemonState {
+    /// Assembles the state from an opened store.
+    pub fn new(config: Config, store: Store, loaded: crate::store::Loaded, own_uid: u32) -> Self {
+        let events = Events::new();
+        DaemonState {
+            sessions: Sessions::new(store.clone(), loaded, events.clone()),
+            config: RwLock::new(Arc::new(config)),
+            store,
+            events,
+            own_uid,
+            started: Instant::now(),
+        }
+    }
+
+    /// The configuration in force; cheap (an `Arc` clone).
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The daemon half of `status`.
+    pub fn info(&self, config: &Config) -> DaemonInfo {
+        DaemonInfo {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            protocol_major: PROTOCOL_MAJOR,
+            protocol_minor: PROTOCOL_MINOR,
+            pid: std::process::id(),
+            uptime_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            socket: config.socket.path.display().to_string(),
+            state_dir: self.store.state_dir().display().to_string(),
+            key_source: self.store.key_source().to_string(),
+            config_file: config.config_file.as_ref().map(|p| p.display().to_string()),
+            session_count: self.sessions.len() as u64,
+        }
+    }
+}

@@ -1,0 +1,617 @@
+//! Encrypted, durable storage of sessions.
+//!
+//! The store is the only code that touches sled or key bytes. Layout of the state
+//! directory (mode 0700):
+//!
+//! - `db/`: the sled database. Tree `sessions` maps a session name to a sealed record;
+//!   tree `quarantine` keeps the raw bytes of discarded corrupt records under
+//!   `<name>/<epoch_ms>` (nothing is ever deleted).
+//! - `keycheck`: a small sealed file written (atomically) when the store is created. It is
+//!   verified *before* sled is opened, because opening and dropping a sled database
+//!   rewrites its files even when nothing is written; a daemon started with the wrong key
+//!   therefore leaves every file untouched.
+//!
+//! A record on disk is `[envelope version 1][24-byte nonce][XChaCha20-Poly1305 ciphertext
+//! and tag]`, with associated data `b"tokd/session/v1\0" ++ name`, so a value copied to
+//! another name does not open. The plaintext is `[schema version][bincode body]`
+//! (see [`SessionRecord`]). A record that does not open is reported as corrupt and kept
+//! as-is until [`Store::discard_corrupt`] moves it to the quarantine tree.
+//!
+//! Besides sled's own lock on its files, the store takes a non-blocking `flock` on the
+//! state directory itself before reading anything, so a second daemon fails fast with
+//! [`StoreError::Locked`] without touching the key or the database.
+
+mod crypto;
+mod key;
+mod schema;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+pub use key::KeySource;
+pub use schema::{SessionRecord, Terminal};
+
+use crypto::{KEYCHECK_AAD, KEYCHECK_PLAINTEXT, OpenError, RecordCipher, SealError, session_aad};
+
+/// Name of the sled database directory inside the state directory.
+const DB_DIR: &str = "db";
+/// Name of the key-check file inside the state directory.
+const KEYCHECK_FILE: &str = "keycheck";
+/// Temporary name used while writing the key-check file.
+const KEYCHECK_TMP: &str = "keycheck.tmp";
+/// Largest key-check file we read; the real one is 1 + 24 + 17 + 16 bytes.
+const MAX_KEYCHECK_BYTES: u64 = 4096;
+/// sled tree of live session records.
+const SESSIONS_TREE: &str = "sessions";
+/// sled tree of discarded corrupt records.
+const QUARANTINE_TREE: &str = "quarantine";
+/// sled page cache size: the data set is a handful of small records (sled defaults to ~1 GiB).
+const CACHE_CAPACITY: u64 = 8 << 20;
+
+/// Where the store lives and where its key comes from. It exists so that the daemon's
+/// configuration (paths from XDG variables, `$CREDENTIALS_DIRECTORY`) is resolved outside
+/// the store, which then reads no environment itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// The daemon's state directory; created 0700 if missing, refused if group/other-accessible.
+    pub state_dir: PathBuf,
+    /// Key file used when no systemd credential is present (default `$XDG_CONFIG_HOME/tokd/key`).
+    pub key_file: PathBuf,
+    /// `$CREDENTIALS_DIRECTORY`, if the daemon runs under systemd with credentials.
+    pub credentials_dir: Option<PathBuf>,
+}
+
+/// Everything that can go wrong in the store. Messages name files and sessions, never
+/// key or token bytes.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A filesystem operation on a named path failed.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        /// What was being done ("read", "create", ...).
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The state directory path exists but is not a directory.
+    #[error("state directory {} is not a directory", path.display())]
+    StateDirNotDirectory {
+        /// The configured state directory.
+        path: PathBuf,
+    },
+    /// The state directory is accessible by group or others.
+    #[error(
+        "state directory {} is accessible by group or others (mode {mode:04o}); run `chmod 700 {}`",
+        path.display(),
+        path.display()
+    )]
+    StateDirPermissions {
+        /// The state directory.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// Another process holds the state directory.
+    #[error("another tokd-daemon is using the state directory {}", state_dir.display())]
+    Locked {
+        /// The state directory.
+        state_dir: PathBuf,
+    },
+    /// The key does not match the database's key check.
+    #[error(
+        "the key does not open this database: {key_source} does not match the key check of {}",
+        state_dir.display()
+    )]
+    WrongKey {
+        /// Where the (wrong) key came from.
+        key_source: KeySource,
+        /// The state directory.
+        state_dir: PathBuf,
+    },
+    /// No key anywhere, but a database exists: minting a key would orphan it.
+    #[error(
+        "no store key found (looked for {looked}) but a database exists in {}; a new key is never minted over existing data: restore the key, or move the state directory away to start over",
+        state_dir.display()
+    )]
+    KeyMissing {
+        /// The places that were searched.
+        looked: String,
+        /// The state directory holding the database.
+        state_dir: PathBuf,
+    },
+    /// The key file is readable or writable by group or others.
+    #[error(
+        "key file {} is readable or writable by group or others (mode {mode:04o}); run `chmod 600 {}`",
+        path.display(),
+        path.display()
+    )]
+    KeyPermissions {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The key source's contents are not a key.
+    #[error(
+        "{key_source} is not a store key: {detail}; expected exactly 32 raw bytes or 64 hex digits (optionally followed by a newline)"
+    )]
+    KeyFormat {
+        /// The offending source.
+        key_source: KeySource,
+        /// What is wrong with its shape (never its contents).
+        detail: String,
+    },
+    /// A database exists but its key-check file is gone.
+    #[error(
+        "the key check {} is missing but a database exists in {}; restore the file, or move the state directory away to start over",
+        path.display(),
+        state_dir.display()
+    )]
+    KeyCheckMissing {
+        /// Where the key check should be.
+        path: PathBuf,
+        /// The state directory.
+        state_dir: PathBuf,
+    },
+    /// The key-check file is malformed (not merely sealed under another key).
+    #[error("the key check {} is unreadable: {reason}", path.display())]
+    KeyCheckCorrupt {
+        /// The key-check file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The operating system's random generator failed.
+    #[error("random number generator failed: {0}")]
+    Random(getrandom::Error),
+    /// sled reported an error.
+    #[error("database error: {0}")]
+    Db(#[from] sled::Error),
+    /// The record was found corrupt at open and has not been discarded yet.
+    #[error(
+        "session {name:?} is quarantined as corrupt; discard it (discard_corrupt) before writing or removing it"
+    )]
+    Quarantined {
+        /// The session name.
+        name: String,
+    },
+    /// `discard_corrupt` was called for a name that is not quarantined.
+    #[error("session {name:?} is not quarantined as corrupt")]
+    NotQuarantined {
+        /// The session name.
+        name: String,
+    },
+    /// A record could not be encoded or sealed.
+    #[error("session {name:?} cannot be stored: {reason}")]
+    Encode {
+        /// The session name.
+        name: String,
+        /// Why (no record contents).
+        reason: String,
+    },
+}
+
+impl StoreError {
+    /// Shorthand for [`StoreError::Io`].
+    pub(crate) fn io(action: &'static str, path: &Path, source: io::Error) -> Self {
+        StoreError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// What [`Store::open`] found in the database. It exists so the daemon can resume every
+/// healthy session and report the corrupt ones without the store deciding policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded {
+    /// Records that opened and decoded, in name order.
+    pub records: Vec<SessionRecord>,
+    /// Records that did not; they stay in place (quarantined) until discarded.
+    pub corrupt: Vec<CorruptRecord>,
+}
+
+/// A stored record that failed to open. It exists so the daemon can show the operator
+/// which session is lost and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorruptRecord {
+    /// The session name (its database key; lossily decoded if not UTF-8).
+    pub name: String,
+    /// Why it failed (envelope, authentication, schema); never contains secret bytes.
+    pub reason: String,
+}
+
+/// Handle to the open store; cheap to clone and share between tasks.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    // Field order is drop order: sled closes before the directory lock is released.
+    db: sled::Db,
+    sessions: sled::Tree,
+    quarantine: sled::Tree,
+    cipher: RecordCipher,
+    key_source: KeySource,
+    state_dir: PathBuf,
+    /// Corrupt records found at open: name -> raw database key.
+    corrupt: Mutex<BTreeMap<String, sled::IVec>>,
+    _dir_lock: OwnedFd,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("state_dir", &self.inner.state_dir)
+            .field("key_source", &self.inner.key_source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Resolves the key, opens (or creates) the database, verifies the key check, decrypts
+    /// every record.
+    ///
+    /// Blocking; call once at start. Nothing in the state directory is modified before the
+    /// key check passes.
+    pub fn open(opts: &StoreOptions) -> Result<(Store, Loaded), StoreError> {
+        let state_dir = opts.state_dir.clone();
+        prepare_state_dir(&state_dir)?;
+        let dir_lock = lock_state_dir(&state_dir)?;
+
+        let db_path = state_dir.join(DB_DIR);
+        let keycheck_path = state_dir.join(KEYCHECK_FILE);
+        let has_db = path_exists(&db_path)?;
+        let has_keycheck = path_exists(&keycheck_path)?;
+
+        let resolved = key::resolve(
+            opts.credentials_dir.as_deref(),
+            &opts.key_file,
+            !has_db && !has_keycheck,
+            &state_dir,
+        )?;
+        let cipher = RecordCipher::new(&resolved.key);
+        drop(resolved.key);
+        let key_source = resolved.source;
+
+        if has_keycheck {
+            verify_keycheck(&cipher, &keycheck_path, &key_source, &state_dir)?;
+        } else if has_db {
+            return Err(StoreError::KeyCheckMissing {
+                path: keycheck_path,
+                state_dir,
+            });
+        } else {
+            write_keycheck(&cipher, &state_dir)?;
+        }
+
+        let db = sled_config(&db_path)
+            .open()
+            .map_err(|e| map_sled_open_error(e, &state_dir))?;
+        let sessions = db.open_tree(SESSIONS_TREE)?;
+        let quarantine = db.open_tree(QUARANTINE_TREE)?;
+
+        let mut records = Vec::new();
+        let mut corrupt = Vec::new();
+        let mut corrupt_keys = BTreeMap::new();
+        for item in sessions.iter() {
+            let (raw_key, value) = item?;
+            match open_record(&cipher, &raw_key, &value) {
+                Ok(record) => records.push(record),
+                Err(reason) => {
+                    let name = String::from_utf8_lossy(&raw_key).into_owned();
+                    tracing::warn!(session = %name, %reason, "stored session is corrupt; keeping it quarantined");
+                    corrupt_keys.insert(name.clone(), raw_key);
+                    corrupt.push(CorruptRecord { name, reason });
+                }
+            }
+        }
+        tracing::info!(
+            state_dir = %state_dir.display(),
+            key = %key_source,
+            key_created = resolved.created,
+            sessions = records.len(),
+            corrupt = corrupt.len(),
+            "store opened"
+        );
+
+        let store = Store {
+            inner: Arc::new(Inner {
+                db,
+                sessions,
+                quarantine,
+                cipher,
+                key_source,
+                state_dir,
+                corrupt: Mutex::new(corrupt_keys),
+                _dir_lock: dir_lock,
+            }),
+        };
+        Ok((store, Loaded { records, corrupt }))
+    }
+
+    /// Where the key came from, for status output and logs.
+    pub fn key_source(&self) -> &KeySource {
+        &self.inner.key_source
+    }
+
+    /// The state directory the store lives in.
+    pub fn state_dir(&self) -> &Path {
+        &self.inner.state_dir
+    }
+
+    /// Names of the records currently quarantined as corrupt.
+    pub fn corrupt_names(&self) -> Vec<String> {
+        self.corrupt_map().keys().cloned().collect()
+    }
+
+    /// Seals and stores `record` under `record.name`, replacing any previous version, and
+    /// returns once it is flushed to disk. Refused for a quarantined name.
+    pub async fn put(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        self.refuse_quarantined(&record.name)?;
+        let plaintext = schema::encode(record).map_err(|e| StoreError::Encode {
+            name: record.name.clone(),
+            reason: e.to_string(),
+        })?;
+        let sealed = self
+            .inner
+            .cipher
+            .seal(&session_aad(&record.name), &plaintext)
+            .map_err(|e| match e {
+                SealError::Random(e) => StoreError::Random(e),
+                SealError::Encrypt => StoreError::Encode {
+                    name: record.name.clone(),
+                    reason: e.to_string(),
+                },
+            })?;
+        drop(plaintext);
+        self.inner.sessions.insert(record.name.as_bytes(), sealed)?;
+        self.flush().await
+    }
+
+    /// Removes a session; true if it existed. Flushed before returning. Refused for a
+    /// quarantined name (use [`Store::discard_corrupt`]).
+    pub async fn remove(&self, name: &str) -> Result<bool, StoreError> {
+        self.refuse_quarantined(name)?;
+        let existed = self.inner.sessions.remove(name.as_bytes())?.is_some();
+        self.flush().await?;
+        Ok(existed)
+    }
+
+    /// Moves a quarantined record's raw bytes from `sessions` to the `quarantine` tree
+    /// under `<name>/<epoch_ms>` (nothing is deleted), so the name can be used again.
+    pub async fn discard_corrupt(&self, name: &str) -> Result<(), StoreError> {
+        let Some(raw_key) = self.corrupt_map().get(name).cloned() else {
+            return Err(StoreError::NotQuarantined {
+                name: name.to_owned(),
+            });
+        };
+        let now = epoch_ms();
+        let moved = (&self.inner.sessions, &self.inner.quarantine)
+            .transaction(|(sessions, quarantine)| {
+                let Some(value) = sessions.remove(&raw_key)? else {
+                    return Ok(None);
+                };
+                let mut ms = now;
+                loop {
+                    let qkey = format!("{name}/{ms}");
+                    if quarantine.get(qkey.as_bytes())?.is_none() {
+                        quarantine.insert(qkey.as_bytes(), value)?;
+                        return Ok::<_, ConflictableTransactionError<std::convert::Infallible>>(
+                            Some(qkey),
+                        );
+                    }
+                    ms += 1;
+                }
+            })
+            .map_err(|e| match e {
+                TransactionError::Storage(e) => StoreError::Db(e),
+                TransactionError::Abort(never) => match never {},
+            })?;
+        self.flush().await?;
+        self.corrupt_map().remove(name);
+        match moved {
+            Some(qkey) => {
+                tracing::warn!(session = %name, quarantine_key = %qkey, "corrupt session moved to quarantine");
+            }
+            None => tracing::warn!(session = %name, "corrupt session was already gone"),
+        }
+        Ok(())
+    }
+
+    /// Flushes every pending write to disk.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.inner.db.flush_async().await?;
+        Ok(())
+    }
+
+    fn corrupt_map(&self) -> MutexGuard<'_, BTreeMap<String, sled::IVec>> {
+        // The map is only ever read or mutated by single calls; a poisoned lock still holds
+        // consistent data.
+        self.inner
+            .corrupt
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn refuse_quarantined(&self, name: &str) -> Result<(), StoreError> {
+        if self.corrupt_map().contains_key(name) {
+            return Err(StoreError::Quarantined {
+                name: name.to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Opens and decodes one stored value; the error is a printable reason.
+fn open_record(
+    cipher: &RecordCipher,
+    raw_key: &[u8],
+    value: &[u8],
+) -> Result<SessionRecord, String> {
+    let name = std::str::from_utf8(raw_key).map_err(|_| "the key is not UTF-8".to_owned())?;
+    let plaintext = cipher
+        .open(&session_aad(name), value)
+        .map_err(|e| e.to_string())?;
+    let record = schema::decode(&plaintext).map_err(|e| e.to_string())?;
+    if record.name != name {
+        return Err("the record's name does not match its key".to_owned());
+    }
+    Ok(record)
+}
+
+/// Creates the state directory (0700) or checks an existing one is private.
+fn prepare_state_dir(dir: &Path) -> Result<(), StoreError> {
+    match fs::metadata(dir) {
+        Ok(meta) => {
+            if !meta.is_dir() {
+                return Err(StoreError::StateDirNotDirectory {
+                    path: dir.to_path_buf(),
+                });
+            }
+            let mode = meta.mode() & 0o7777;
+            if mode & 0o077 != 0 {
+                return Err(StoreError::StateDirPermissions {
+                    path: dir.to_path_buf(),
+                    mode,
+                });
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            key::create_private_dir(dir)?;
+            Ok(())
+        }
+        Err(e) => Err(StoreError::io("inspect", dir, e)),
+    }
+}
+
+/// Takes an exclusive, non-blocking `flock` on the state directory itself (creates no
+/// file). Released when the returned descriptor is closed.
+fn lock_state_dir(dir: &Path) -> Result<OwnedFd, StoreError> {
+    use rustix::fs::{FlockOperation, Mode, OFlags, flock, open};
+    let fd = open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| StoreError::io("open", dir, e.into()))?;
+    match flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(fd),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(StoreError::Locked {
+            state_dir: dir.to_path_buf(),
+        }),
+        Err(e) => Err(StoreError::io("lock", dir, e.into())),
+    }
+}
+
+/// The sled configuration of the store: a small page cache (sled's default is ~1 GiB) and
+/// no background flusher (writes that must be durable are flushed explicitly).
+fn sled_config(db_path: &Path) -> sled::Config {
+    sled::Config::new()
+        .path(db_path)
+        .cache_capacity(CACHE_CAPACITY)
+        .flush_every_ms(None)
+}
+
+/// sled reports its own lock conflict as an opaque I/O error; recognise it.
+fn map_sled_open_error(e: sled::Error, state_dir: &Path) -> StoreError {
+    if let sled::Error::Io(io) = &e {
+        if io.kind() == io::ErrorKind::WouldBlock
+            || io.to_string().contains("could not acquire lock")
+        {
+            return StoreError::Locked {
+                state_dir: state_dir.to_path_buf(),
+            };
+        }
+    }
+    StoreError::Db(e)
+}
+
+fn path_exists(path: &Path) -> Result<bool, StoreError> {
+    match fs::symlink_metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(StoreError::io("inspect", path, e)),
+    }
+}
+
+fn verify_keycheck(
+    cipher: &RecordCipher,
+    path: &Path,
+    key_source: &KeySource,
+    state_dir: &Path,
+) -> Result<(), StoreError> {
+    let mut sealed = Vec::new();
+    fs::File::open(path)
+        .and_then(|f| f.take(MAX_KEYCHECK_BYTES + 1).read_to_end(&mut sealed))
+        .map_err(|e| StoreError::io("read", path, e))?;
+    match cipher.open(KEYCHECK_AAD, &sealed) {
+        Ok(plain) if plain.as_slice() == KEYCHECK_PLAINTEXT => Ok(()),
+        Ok(_) => Err(StoreError::KeyCheckCorrupt {
+            path: path.to_path_buf(),
+            reason: "unexpected contents".to_owned(),
+        }),
+        Err(OpenError::Authentication) => Err(StoreError::WrongKey {
+            key_source: key_source.clone(),
+            state_dir: state_dir.to_path_buf(),
+        }),
+        Err(e) => Err(StoreError::KeyCheckCorrupt {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Writes the key check atomically: temp file, fsync, rename, fsync the directory.
+fn write_keycheck(cipher: &RecordCipher, state_dir: &Path) -> Result<(), StoreError> {
+    let sealed = cipher
+        .seal(KEYCHECK_AAD, KEYCHECK_PLAINTEXT)
+        .map_err(|e| match e {
+            SealError::Random(e) => StoreError::Random(e),
+            SealError::Encrypt => StoreError::KeyCheckCorrupt {
+                path: state_dir.join(KEYCHECK_FILE),
+                reason: e.to_string(),
+            },
+        })?;
+    let tmp = state_dir.join(KEYCHECK_TMP);
+    let path = state_dir.join(KEYCHECK_FILE);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| StoreError::io("create", &tmp, e))?;
+    file.write_all(&sealed)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| StoreError::io("write", &tmp, e))?;
+    drop(file);
+    fs::rename(&tmp, &path).map_err(|e| StoreError::io("rename into place", &path, e))?;
+    key::sync_dir(state_dir)
+}
+
+fn epoch_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer};
 use thiserror::Error;
 use tokd_protocol::Secret;
 use tokd_protocol::frame::DEFAULT_MAX_FRAME;
-use tokd_protocol::paths::{SocketPath, resolve_socket_path};
+use tokd_protocol::paths::{SocketPath, current_uid, resolve_with};
 
 /// Why the configuration could not be loaded. Each message names the file or variable.
 #[derive(Debug, Error)]
@@ -373,7 +373,11 @@ impl Config {
                 }
             })
             .map(|p| absolutize_cwd(&p));
-        let socket = resolve_socket_path(socket_flag.as_deref());
+        let socket = resolve_with(
+            socket_flag.as_deref(),
+            |key| env(key).map(std::ffi::OsString::from),
+            current_uid(),
+        );
 
         let state_dir = match overrides
             .state_dir

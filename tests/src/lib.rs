@@ -1,1 +1,401 @@
-//! e2e harness
+//! Harness for the end-to-end tests: builds the real `tokd-daemon` and `tokd` binaries once,
+//! starts the daemon in a temp dir (own socket, state dir, key, config), waits for it by
+//! probing the socket (never by sleeping), and stops it with SIGTERM on drop.
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use tokd_protocol::frame::{DEFAULT_MAX_FRAME, encode_frame, read_frame_blocking};
+use tokd_protocol::{Hello, HelloAck};
+
+/// Paths of the freshly built binaries.
+#[derive(Debug)]
+pub struct Binaries {
+    /// `tokd-daemon`.
+    pub daemon: PathBuf,
+    /// `tokd`.
+    pub tokd: PathBuf,
+}
+
+/// Builds both binaries once per test process (cargo makes this a no-op when fresh) and
+/// returns their paths. Building here, not relying on a previous `cargo build`, means the
+/// tests never run stale binaries.
+pub fn binaries() -> &'static Binaries {
+    static BINS: OnceLock<Binaries> = OnceLock::new();
+    BINS.get_or_init(|| build_binaries().expect("building tokd binaries"))
+}
+
+fn build_binaries() -> Result<Binaries> {
+    // The test executable lives in <target>/<profile>/deps/.
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("cannot locate the target directory")?
+        .to_path_buf();
+    let target_dir = profile_dir
+        .parent()
+        .context("cannot locate the target directory")?;
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args([
+        "build",
+        "--quiet",
+        "-p",
+        "tokd-daemon",
+        "-p",
+        "tokd",
+        "--bins",
+    ])
+    .arg("--target-dir")
+    .arg(target_dir)
+    .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().context("running cargo build")?;
+    if !status.success() {
+        bail!("cargo build of the tokd binaries failed: {status}");
+    }
+    let bins = Binaries {
+        daemon: profile_dir.join("tokd-daemon"),
+        tokd: profile_dir.join("tokd"),
+    };
+    for bin in [&bins.daemon, &bins.tokd] {
+        if !bin.exists() {
+            bail!("{} was not built", bin.display());
+        }
+    }
+    Ok(bins)
+}
+
+/// A provider table every test daemon has, so sessions can be imported.
+pub const DEFAULT_PROVIDERS: &str = r#"
+[providers.corp]
+token_endpoint = "http://127.0.0.1:9/token"
+"#;
+
+/// A daemon running in its own temp dir.
+#[derive(Debug)]
+pub struct TestDaemon {
+    /// Holds everything: config, key, state, socket, log.
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+    extra_config: String,
+}
+
+impl TestDaemon {
+    /// Starts a daemon with the default providers.
+    ///
+    /// # Errors
+    /// When the daemon exits or does not answer within 20 s; the error holds its log.
+    pub fn start() -> Result<TestDaemon> {
+        Self::start_with(DEFAULT_PROVIDERS)
+    }
+
+    /// Starts a daemon whose config file has `extra_config` after the `[daemon]` table.
+    ///
+    /// # Errors
+    /// See [`TestDaemon::start`].
+    pub fn start_with(extra_config: &str) -> Result<TestDaemon> {
+        let dir = tempfile::Builder::new().prefix("tokd-e2e-").tempdir()?;
+        let mut daemon = TestDaemon {
+            dir,
+            child: None,
+            extra_config: extra_config.to_owned(),
+        };
+        daemon.write_config()?;
+        daemon.spawn()?;
+        Ok(daemon)
+    }
+
+    fn write_config(&self) -> Result<()> {
+        let d = self.dir.path();
+        let text = format!(
+            "[daemon]\nkey_file = \"{}\"\nstate_dir = \"{}\"\n{}",
+            d.join("config/key").display(),
+            d.join("state").display(),
+            self.extra_config
+        );
+        std::fs::write(self.config_path(), text)?;
+        Ok(())
+    }
+
+    /// The config file.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.toml")
+    }
+
+    /// The socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("run/tokd.sock")
+    }
+
+    /// The state directory.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// The key file.
+    pub fn key_file(&self) -> PathBuf {
+        self.dir.path().join("config/key")
+    }
+
+    /// The daemon's stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// A `tokd-daemon` command with this daemon's flags and a clean environment.
+    pub fn daemon_command(&self) -> Command {
+        let d = self.dir.path();
+        let mut cmd = Command::new(&binaries().daemon);
+        cmd.arg("--config")
+            .arg(self.config_path())
+            .arg("--socket")
+            .arg(self.socket());
+        isolate_env(&mut cmd, d);
+        cmd.env("TOKD_LOG", "info,tokd_daemon=debug");
+        cmd
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("daemon.log"))?;
+        let child = self
+            .daemon_command()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("spawning tokd-daemon")?;
+        self.child = Some(child);
+        self.wait_ready()
+    }
+
+    /// Polls the socket with a real hello until the daemon answers.
+    fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if probe(&self.socket()) {
+                return Ok(());
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                bail!(
+                    "tokd-daemon exited with {status} before serving:\n{}",
+                    self.log()
+                );
+            }
+            if Instant::now() > deadline {
+                bail!("tokd-daemon did not answer within 20 s:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The daemon's pid.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends SIGTERM and waits (at most 15 s) for the exit status.
+    ///
+    /// # Errors
+    /// When the daemon was not running or did not stop in time.
+    pub fn stop(&mut self) -> Result<ExitStatus> {
+        let mut child = self.child.take().context("the daemon is not running")?;
+        signal(&child, rustix::process::Signal::TERM);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "tokd-daemon did not stop within 15 s after SIGTERM:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Kills the daemon with SIGKILL (a crash) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the daemon and starts it again on the same directory.
+    ///
+    /// # Errors
+    /// See [`TestDaemon::stop`] and [`TestDaemon::start`].
+    pub fn restart(&mut self) -> Result<()> {
+        let status = self.stop()?;
+        if !status.success() {
+            bail!(
+                "tokd-daemon exited with {status} on SIGTERM:\n{}",
+                self.log()
+            );
+        }
+        self.spawn()
+    }
+
+    /// Starts the daemon again after [`TestDaemon::stop`] or [`TestDaemon::kill`].
+    ///
+    /// # Errors
+    /// See [`TestDaemon::start`].
+    pub fn start_again(&mut self) -> Result<()> {
+        self.spawn()
+    }
+
+    /// Runs `tokd ARGS…` against this daemon.
+    pub fn tokd(&self, args: &[&str]) -> Output {
+        self.tokd_with_stdin(args, None)
+    }
+
+    /// Runs `tokd ARGS…` with `stdin` piped in.
+    pub fn tokd_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut cmd = Command::new(&binaries().tokd);
+        cmd.arg("--socket").arg(self.socket()).args(args);
+        isolate_env(&mut cmd, self.dir.path());
+        run_with_stdin(cmd, stdin)
+    }
+
+    /// Imports a session from a token-response JSON; panics with the output on failure.
+    pub fn add(&self, name: &str, token_response: &str) {
+        let out = self.tokd_with_stdin(&["add", name, "--provider", "corp"], Some(token_response));
+        assert!(
+            out.status.success(),
+            "tokd add {name} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = self.stop();
+        }
+    }
+}
+
+/// Points every XDG/tokd variable of `cmd` into `dir`, so nothing touches the real home.
+pub fn isolate_env(cmd: &mut Command, dir: &Path) {
+    for var in [
+        "TOKD_SOCKET",
+        "TOKD_CONFIG",
+        "CREDENTIALS_DIRECTORY",
+        "NOTIFY_SOCKET",
+        "LISTEN_FDS",
+        "LISTEN_PID",
+        "RUST_LOG",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("XDG_CONFIG_HOME", dir.join("xdg-config"))
+        .env("XDG_STATE_HOME", dir.join("xdg-state"))
+        .env("XDG_RUNTIME_DIR", dir.join("xdg-run"))
+        .env("HOME", dir.join("home"));
+}
+
+/// Runs a command with optional stdin and collects its output.
+pub fn run_with_stdin(mut cmd: Command, stdin: Option<&str>) -> Output {
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawning a command");
+    if let Some(input) = stdin
+        && let Some(mut pipe) = child.stdin.take()
+    {
+        pipe.write_all(input.as_bytes()).expect("writing stdin");
+    }
+    child.wait_with_output().expect("waiting for a command")
+}
+
+/// True when a daemon on `socket` accepts a hello.
+pub fn probe(socket: &Path) -> bool {
+    hello_answer(socket).is_ok_and(|ack| ack.outcome.is_ok())
+}
+
+/// Connects, sends a current hello and returns the daemon's answer.
+///
+/// # Errors
+/// Connection and protocol failures.
+pub fn hello_answer(socket: &Path) -> Result<HelloAck> {
+    let mut stream = UnixStream::connect(socket)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut out = Vec::new();
+    encode_frame(
+        &Hello::current("tokd-e2e").encode(),
+        DEFAULT_MAX_FRAME,
+        &mut out,
+    )?;
+    stream.write_all(&out)?;
+    let ack = read_frame_blocking(&mut stream, DEFAULT_MAX_FRAME)?;
+    Ok(HelloAck::decode(&ack)?)
+}
+
+fn signal(child: &Child, sig: rustix::process::Signal) {
+    if let Some(pid) = i32::try_from(child.id())
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process(pid, sig);
+    }
+}
+
+/// A token response with an opaque access token valid for `secs` and a refresh token.
+pub fn token_response(access: &str, refresh: &str, secs: i64) -> String {
+    format!(
+        r#"{{"access_token":"{access}","token_type":"Bearer","expires_in":{secs},"refresh_token":"{refresh}"}}"#
+    )
+}
+
+/// stdout of a command as a string.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// stderr of a command as a string.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Every regular file under `dir` with its bytes, sorted by path.
+pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                out.push((path, bytes));
+            }
+        }
+    }
+    out.sort();
+    out
+}

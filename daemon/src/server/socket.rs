@@ -116,9 +116,9 @@ pub fn bind(socket: &SocketPath) -> Result<BoundSocket, SocketError> {
         source,
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if socket.dir_is_managed() {
-            ensure_private_dir(dir)?;
-        } else if !dir.exists() {
+        // A directory tokd manages must be private; one the user named is only created
+        // (0700) when missing, and otherwise left as the user made it.
+        if socket.dir_is_managed() || !dir.exists() {
             ensure_private_dir(dir)?;
         }
     }

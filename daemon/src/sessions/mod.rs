@@ -138,8 +138,8 @@ pub struct Runtime {
 pub enum Slot {
     /// A record that opened.
     Live {
-        /// The decrypted record.
-        record: SessionRecord,
+        /// The decrypted record (boxed: it is large and corrupt slots are rare).
+        record: Box<SessionRecord>,
         /// Runtime state.
         runtime: Runtime,
     },
@@ -194,7 +194,7 @@ impl Sessions {
             for record in loaded.records {
                 let name = record.name.clone();
                 let slot = Slot::Live {
-                    record,
+                    record: Box::new(record),
                     runtime: Runtime::default(),
                 };
                 map.insert(name.clone(), sessions.new_session(name, slot));
@@ -439,7 +439,7 @@ impl Sessions {
         let session = self.new_session(
             req.name.clone(),
             Slot::Live {
-                record,
+                record: Box::new(record),
                 runtime: Runtime::default(),
             },
         );

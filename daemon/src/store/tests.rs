@@ -725,20 +725,3 @@ fn golden_keycheck_v1_still_verifies() {
         Err(StoreError::WrongKey { .. })
     ));
 }
-
-/// Prints the fixtures (run with `--ignored --nocapture`) — only for adding a new one;
-/// never regenerate an existing fixture.
-#[test]
-#[ignore]
-fn print_fixtures() {
-    let cipher = fixture_cipher();
-    let plain = schema::encode(&golden_record()).expect("encode");
-    let session = cipher
-        .seal_with_nonce(&fixture_nonce(), &session_aad("golden"), &plain)
-        .expect("seal");
-    println!("session_v1.hex:\n{}", to_hex(&session));
-    let keycheck = cipher
-        .seal_with_nonce(&fixture_nonce(), KEYCHECK_AAD, KEYCHECK_PLAINTEXT)
-        .expect("seal");
-    println!("keycheck_v1.hex:\n{}", to_hex(&keycheck));
-}

@@ -1,1 +1,6 @@
-//! e2e
+//! End-to-end tests: the real `tokd-daemon` and `tokd` binaries in temp dirs.
+
+mod cli;
+mod server;
+mod sessions;
+mod storage;

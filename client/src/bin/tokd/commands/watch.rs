@@ -12,6 +12,8 @@ use crate::{CmdResult, Outcome};
 /// Runs `tokd watch` until the daemon goes away.
 pub async fn run(client: Client, args: &WatchArgs) -> CmdResult {
     let mut stream = client.watch().await?;
+    // Subscribed from here on; scripts (and tests) may wait for this line.
+    eprintln!("tokd: watching session events (Ctrl-C to stop)");
     while let Some(frame) = stream.next().await? {
         let Response::Event(event) = frame else {
             continue;

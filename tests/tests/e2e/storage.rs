@@ -1,0 +1,165 @@
+//! What is on disk: encrypted records, key handling, quarantine, the state-directory lock.
+
+use std::os::unix::fs::PermissionsExt;
+
+use tokd_e2e::{TestDaemon, snapshot, stderr, stdout, token_response};
+
+#[test]
+fn database_files_hold_no_plaintext_token() {
+    let mut d = TestDaemon::start().expect("daemon starts");
+    let secrets = [
+        "at-plaintext-probe-7f3a",
+        "rt-plaintext-probe-91c2",
+        "id-plaintext-probe-55e0",
+    ];
+    d.add(
+        "work",
+        &format!(
+            r#"{{"access_token":"{}","refresh_token":"{}","id_token":"{}","expires_in":3600}}"#,
+            secrets[0], secrets[1], secrets[2]
+        ),
+    );
+    d.stop().expect("stops");
+    let files = snapshot(&d.state_dir());
+    assert!(!files.is_empty());
+    for (path, bytes) in &files {
+        for secret in secrets {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{} contains {secret} in plaintext",
+                path.display()
+            );
+        }
+    }
+    // And none in the log either.
+    let log = d.log();
+    for secret in secrets {
+        assert!(!log.contains(secret), "the log contains {secret}");
+    }
+}
+
+#[test]
+fn a_wrong_key_refuses_to_start_and_touches_nothing() {
+    let mut d = TestDaemon::start().expect("daemon starts");
+    d.add(
+        "work",
+        &token_response("at-wrong-key", "rt-wrong-key", 3600),
+    );
+    d.stop().expect("stops");
+
+    std::fs::write(d.key_file(), [0x42u8; 32]).expect("write another key");
+    let before = snapshot(&d.state_dir());
+    let out = d.daemon_command().output().expect("runs");
+    assert!(!out.status.success(), "started with a wrong key");
+    let err = stderr(&out);
+    assert!(
+        err.contains("key") && err.contains(&d.key_file().display().to_string()),
+        "{err}"
+    );
+    assert_eq!(before, snapshot(&d.state_dir()), "files changed");
+}
+
+#[test]
+fn a_missing_key_with_a_database_is_an_error_not_a_new_key() {
+    let mut d = TestDaemon::start().expect("daemon starts");
+    d.add(
+        "work",
+        &token_response("at-missing-key", "rt-missing-key", 3600),
+    );
+    d.stop().expect("stops");
+    std::fs::remove_file(d.key_file()).expect("remove key");
+    let out = d.daemon_command().output().expect("runs");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("never minted"), "{}", stderr(&out));
+    assert!(
+        !d.key_file().exists(),
+        "a new key was created over existing data"
+    );
+}
+
+#[test]
+fn a_key_file_readable_by_others_is_refused() {
+    let mut d = TestDaemon::start().expect("daemon starts");
+    d.stop().expect("stops");
+    std::fs::set_permissions(d.key_file(), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out = d.daemon_command().output().expect("runs");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("chmod 600"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_flipped_byte_quarantines_one_record_only() {
+    let mut d = TestDaemon::start().expect("daemon starts");
+    d.add("alice", &token_response("at-alice", "rt-alice", 3600));
+    d.add("bob", &token_response("at-bob", "rt-bob", 3600));
+    d.stop().expect("stops");
+
+    {
+        let db = sled::open(d.state_dir().join("db")).expect("open sled");
+        let tree = db.open_tree("sessions").expect("tree");
+        let mut value = tree.get("bob").expect("read").expect("bob stored").to_vec();
+        let i = value.len() - 20; // inside the ciphertext
+        value[i] ^= 0x01;
+        tree.insert("bob", value).expect("write");
+        db.flush().expect("flush");
+    }
+
+    d.start_again().expect("starts with one bad record");
+    assert_eq!(stdout(&d.tokd(&["get", "alice"])), "at-alice\n");
+    let out = d.tokd(&["get", "bob"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("corrupt"), "{}", stderr(&out));
+    let status = d.tokd(&["status", "--json"]);
+    assert_eq!(status.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
+    assert_eq!(json["sessions"][0]["state"], "valid");
+    assert_eq!(json["sessions"][1]["name"], "bob");
+    assert_eq!(json["sessions"][1]["state"], "corrupt");
+    assert!(d.log().contains("quarantined"), "{}", d.log());
+
+    // Never overwritten by an add, even with --replace…
+    let out = d.tokd_with_stdin(
+        &["add", "bob", "--provider", "corp", "--replace"],
+        Some(&token_response("at-bob2", "rt-bob2", 3600)),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("tokd rm bob"), "{}", stderr(&out));
+    // …but `rm` moves it aside, and the name is usable again.
+    assert!(d.tokd(&["rm", "bob"]).status.success());
+    d.add("bob", &token_response("at-bob2", "rt-bob2", 3600));
+    d.restart().expect("restarts");
+    assert_eq!(stdout(&d.tokd(&["get", "bob"])), "at-bob2\n");
+    assert_eq!(stdout(&d.tokd(&["get", "alice"])), "at-alice\n");
+}
+
+#[test]
+fn a_second_daemon_refuses_to_start() {
+    let d = TestDaemon::start().expect("daemon starts");
+    // Same socket: the live daemon answers, the second one says so.
+    let out = d.daemon_command().output().expect("runs");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("already running"), "{}", stderr(&out));
+
+    // Another socket, same state directory: the store's lock refuses it.
+    let mut cmd = d.daemon_command();
+    let other_socket = d.dir.path().join("other.sock");
+    let args: Vec<_> = cmd.get_args().map(ToOwned::to_owned).collect();
+    let mut second = std::process::Command::new(cmd.get_program());
+    second.args(&args[..2]).arg("--socket").arg(&other_socket);
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => second.env(k, v),
+            None => second.env_remove(k),
+        };
+    }
+    let _ = &mut cmd;
+    let out = second.output().expect("runs");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("another tokd-daemon is using"),
+        "{}",
+        stderr(&out)
+    );
+    // The first one is unharmed.
+    assert!(d.tokd(&["status"]).status.success());
+}

@@ -89,6 +89,8 @@ pub struct DaemonSection {
     pub allow_root: Option<bool>,
     /// Log filter (`info`, `tokd_daemon=debug`, …); `TOKD_LOG` / `RUST_LOG` win.
     pub log: Option<String>,
+    /// Longest time between two wall-clock checks of the scheduler (suspend, clock jumps).
+    pub clock_check_interval: Option<HumanDuration>,
 }
 
 /// How a provider obtains tokens.
@@ -276,6 +278,8 @@ pub struct Config {
     pub max_concurrent_refreshes: usize,
     /// Log filter from the file, if any.
     pub log: Option<String>,
+    /// Longest time between two wall-clock checks of the scheduler.
+    pub clock_check: Duration,
     /// Providers by name.
     pub providers: BTreeMap<String, ProviderConfig>,
     /// Per-session settings by name.
@@ -445,6 +449,10 @@ impl Config {
             refresh_ahead: d.refresh_ahead.map_or(Duration::from_secs(300), |h| h.0),
             max_concurrent_refreshes,
             log: d.log.clone(),
+            clock_check: d
+                .clock_check_interval
+                .map_or(Duration::from_secs(60), |h| h.0)
+                .clamp(Duration::from_millis(100), Duration::from_secs(60)),
             providers: file.providers,
             sessions: file.sessions,
             config_file: path,

@@ -6,7 +6,10 @@ use std::time::Instant;
 use tokd_protocol::DaemonInfo;
 use tokd_protocol::hello::{PROTOCOL_MAJOR, PROTOCOL_MINOR};
 
+use crate::clock::WallClock;
 use crate::config::Config;
+use crate::engine::Engine;
+use crate::providers::Providers;
 use crate::sessions::Sessions;
 use crate::sessions::events::Events;
 use crate::store::Store;
@@ -16,6 +19,12 @@ use crate::store::Store;
 pub struct DaemonState {
     /// The configuration in force (replaced whole on reload).
     config: RwLock<Arc<Config>>,
+    /// The providers built from that configuration (replaced with it).
+    providers: RwLock<Arc<Providers>>,
+    /// The refresh engine's queue, tasks and limits.
+    pub engine: Engine,
+    /// The wall clock every expiry decision reads.
+    pub clock: Arc<dyn WallClock>,
     /// All sessions.
     pub sessions: Sessions,
     /// The encrypted store (shared with `sessions`).
@@ -30,10 +39,20 @@ pub struct DaemonState {
 
 impl DaemonState {
     /// Assembles the state from an opened store.
-    pub fn new(config: Config, store: Store, loaded: crate::store::Loaded, own_uid: u32) -> Self {
+    pub fn new(
+        config: Config,
+        providers: Providers,
+        store: Store,
+        loaded: crate::store::Loaded,
+        own_uid: u32,
+        clock: Arc<dyn WallClock>,
+    ) -> Self {
         let events = Events::new();
         DaemonState {
-            sessions: Sessions::new(store.clone(), loaded, events.clone()),
+            sessions: Sessions::new(store.clone(), loaded, events.clone(), clock.clone()),
+            engine: Engine::new(config.max_concurrent_refreshes, config.clock_check),
+            providers: RwLock::new(Arc::new(providers)),
+            clock,
             config: RwLock::new(Arc::new(config)),
             store,
             events,
@@ -45,6 +64,14 @@ impl DaemonState {
     /// The configuration in force; cheap (an `Arc` clone).
     pub fn config(&self) -> Arc<Config> {
         self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The providers in force; cheap (an `Arc` clone).
+    pub fn providers(&self) -> Arc<Providers> {
+        self.providers
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use tokd_protocol::frame::{DEFAULT_MAX_FRAME, encode_frame, read_frame_blocking};
 use tokd_protocol::{Hello, HelloAck};
+pub mod idp;
 
 /// Paths of the freshly built binaries.
 #[derive(Debug)]

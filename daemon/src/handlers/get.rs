@@ -1,16 +1,16 @@
-//! `get`: the hot path. Answered from memory; the wall clock is checked on every call.
+//! `get`: the hot path. Answered from memory when the token has `min_valid` left; otherwise
+//! the engine refreshes (single flight) and the best valid token is answered.
+
+use std::sync::Arc;
 
 use tokd_protocol::Response;
 use tokd_protocol::verbs::get::GetRequest;
 
+use crate::engine;
 use crate::state::DaemonState;
 
-pub(super) fn handle(req: GetRequest, state: &DaemonState) -> Response {
-    let config = state.config();
-    match state
-        .sessions
-        .token(&req.name, req.min_valid_ms, req.include_id_token, &config)
-    {
+pub(super) async fn handle(req: GetRequest, state: &Arc<DaemonState>) -> Response {
+    match engine::get(state, &req).await {
         Ok(token) => Response::Token(token),
         Err(e) => Response::Error(e.into()),
     }

@@ -8,10 +8,13 @@ use crate::state::DaemonState;
 pub(super) async fn handle(req: LogoutRequest, state: &DaemonState) -> Response {
     // No provider HTTP yet: nothing is revoked, and the answer says so.
     match state.sessions.remove(&req.name).await {
-        Ok(()) => Response::LoggedOut(LogoutReply {
-            name: req.name,
-            revoked: false,
-        }),
+        Ok(()) => {
+            crate::engine::on_removed(state, &req.name);
+            Response::LoggedOut(LogoutReply {
+                name: req.name,
+                revoked: false,
+            })
+        }
         Err(e) => Response::Error(e.into()),
     }
 }

@@ -13,6 +13,7 @@ mod status;
 mod watch;
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures_util::Stream;
 use tokd_protocol::{Request, Response};
@@ -31,15 +32,15 @@ pub enum Reply {
 }
 
 /// Routes a request to its handler.
-pub async fn dispatch(request: Request, state: &DaemonState) -> Reply {
+pub async fn dispatch(request: Request, state: &Arc<DaemonState>) -> Reply {
     let verb = request.verb();
     let reply = match request {
-        Request::Get(req) => Reply::One(get::handle(req, state)),
+        Request::Get(req) => Reply::One(get::handle(req, state).await),
         Request::Status(req) => Reply::One(status::handle(req, state)),
         Request::List(req) => Reply::One(list::handle(req, state)),
         Request::Add(req) => Reply::One(add::handle(req, state).await),
         Request::Remove(req) => Reply::One(remove::handle(req, state).await),
-        Request::Refresh(req) => Reply::One(refresh::handle(req, state)),
+        Request::Refresh(req) => Reply::One(refresh::handle(req, state).await),
         Request::Login(req) => login::handle(req, state),
         Request::Logout(req) => Reply::One(logout::handle(req, state).await),
         Request::Watch(req) => watch::handle(req, state),

@@ -1,19 +1,17 @@
-//! `refresh`: force a refresh of one session.
+//! `refresh`: refresh one session now (subject to the minimum interval) and wait for it.
 
-use tokd_protocol::verbs::refresh::RefreshRequest;
-use tokd_protocol::{ErrorCode, ErrorReply, Response};
+use std::sync::Arc;
+use std::time::Duration;
 
+use tokd_protocol::Response;
+use tokd_protocol::verbs::refresh::{RefreshReply, RefreshRequest};
+
+use crate::engine;
 use crate::state::DaemonState;
 
-pub(super) fn handle(req: RefreshRequest, state: &DaemonState) -> Response {
-    if state.sessions.find(&req.name).is_none() {
-        return Response::Error(ErrorReply::new(
-            ErrorCode::NotFound,
-            format!("no session named {:?} (see `tokd list`)", req.name),
-        ));
+pub(super) async fn handle(req: RefreshRequest, state: &Arc<DaemonState>) -> Response {
+    match engine::refresh_now(state, &req.name, Duration::from_millis(req.wait_ms)).await {
+        Ok(session) => Response::Refreshed(RefreshReply { session }),
+        Err(e) => Response::Error(e),
     }
-    Response::Error(ErrorReply::new(
-        ErrorCode::RefreshFailed,
-        "this daemon has no refresh engine yet; the session's token is served until it expires",
-    ))
 }

@@ -7,7 +7,10 @@ use crate::state::DaemonState;
 
 pub(super) async fn handle(req: RemoveRequest, state: &DaemonState) -> Response {
     match state.sessions.remove(&req.name).await {
-        Ok(()) => Response::Removed(RemoveReply { name: req.name }),
+        Ok(()) => {
+            crate::engine::on_removed(state, &req.name);
+            Response::Removed(RemoveReply { name: req.name })
+        }
         Err(e) => Response::Error(e.into()),
     }
 }

@@ -103,8 +103,18 @@ pub fn parse_token_response(
     default_lifetime: Option<Duration>,
 ) -> Result<TokenSet, ImportError> {
     let raw: Raw = serde_json::from_str(json).map_err(|e| {
-        // serde_json's messages quote no input, only positions and types.
-        ImportError::NotJson(e.to_string())
+        // serde_json's own messages can quote values of the input; describe by position only.
+        use serde_json::error::Category;
+        let what = match e.classify() {
+            Category::Data => "a field has the wrong type",
+            Category::Eof => "it ends early",
+            Category::Syntax | Category::Io => "syntax error",
+        };
+        ImportError::NotJson(format!(
+            "{what} at line {}, column {}",
+            e.line(),
+            e.column()
+        ))
     })?;
     let access_token = raw
         .access_token
@@ -250,6 +260,10 @@ mod tests {
         for (input, want) in [
             ("not json", "not a JSON object"),
             ("[1,2]", "not a JSON object"),
+            (
+                r#"{"access_token":"at-secret","token_type":["at-secret"]}"#,
+                "wrong type",
+            ),
             (r#"{"refresh_token":"rt-secret"}"#, "no access_token"),
             (r#"{"access_token":"","expires_in":5}"#, "no access_token"),
             (

@@ -18,17 +18,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use thiserror::Error;
-use tokd_protocol::verbs::add::{AddReply, AddRequest};
+use tokd_protocol::verbs::add::AddReply;
 use tokd_protocol::verbs::get::TokenReply;
 use tokd_protocol::verbs::list::ListEntry;
 use tokd_protocol::verbs::watch::WatchEventKind;
 use tokd_protocol::{EpochMs, ErrorCode, ErrorReply, SessionState, SessionStatus};
 
-use crate::clock::now_ms;
+use crate::clock::WallClock;
 use crate::config::{Config, Grant};
 use crate::store::{Loaded, SessionRecord, Store, StoreError, Terminal};
 use events::Events;
-use import::parse_token_response;
+use import::TokenSet;
 
 /// Most attributes one session may carry, and the longest key or value.
 const MAX_ATTRS: usize = 32;
@@ -82,6 +82,16 @@ pub enum SessionError {
         /// Why.
         reason: String,
     },
+    /// The token is expired and refreshing it keeps failing.
+    #[error("the token of session {name:?} expired {ago} ago; refreshing failed: {error}")]
+    RefreshFailed {
+        /// The session.
+        name: String,
+        /// How long ago, in human form.
+        ago: String,
+        /// The last failure.
+        error: String,
+    },
     /// The token is expired and nothing better is available yet.
     #[error("the token of session {name:?} expired {ago} ago and no fresh one is available")]
     Expired {
@@ -107,6 +117,7 @@ impl SessionError {
             SessionError::Corrupt { .. } | SessionError::NeedsLogin { .. } => ErrorCode::NeedsLogin,
             SessionError::NeedsConfig { .. } => ErrorCode::NeedsConfig,
             SessionError::Expired { .. } => ErrorCode::Expired,
+            SessionError::RefreshFailed { .. } => ErrorCode::RefreshFailed,
             SessionError::Store(_) => ErrorCode::Internal,
         }
     }
@@ -118,11 +129,23 @@ impl From<SessionError> for ErrorReply {
     }
 }
 
+/// How a refresh ended, as seen by the requests waiting for it.
+pub type RefreshResult = Result<(), ErrorReply>;
+
 /// Runtime state of a live session that is not persisted.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct Runtime {
-    /// A refresh is in flight.
-    pub refreshing: bool,
+    /// The refresh in flight, if any: waiters clone the receiver (single flight).
+    pub inflight: Option<tokio::sync::watch::Receiver<Option<RefreshResult>>>,
+    /// When the last attempt was sent (monotonic), for the minimum interval.
+    pub last_attempt: Option<tokio::time::Instant>,
+    /// A refresh was sent and never answered (in-flight mark found at start, or a request
+    /// without an answer): the provider may have rotated the refresh token already.
+    pub interrupted: bool,
+    /// The jitter chosen for the current token's refresh time (ms).
+    pub jitter_ms: i64,
+    /// The expiry of the current token has been reported (log line and event).
+    pub expired_reported: bool,
     /// The last attempts failed retryably.
     pub backoff: bool,
     /// Failed attempts since the last success.
@@ -131,6 +154,8 @@ pub struct Runtime {
     pub last_error: Option<String>,
     /// The next planned refresh.
     pub next_refresh_at_ms: Option<EpochMs>,
+    /// When to retry after a failure (overrides the normal due time).
+    pub retry_at_ms: Option<EpochMs>,
 }
 
 /// What one session holds.
@@ -158,6 +183,10 @@ pub struct Session {
     /// Bumped by add, login and remove; work against an older generation is discarded.
     pub generation: u64,
     slot: Mutex<Slot>,
+    /// Held while this session's record is written to the store, and by add/remove while
+    /// they replace or delete it: a refresh commits only if its generation is still
+    /// current, and nothing can change that between the check and the write.
+    pub commit: tokio::sync::Mutex<()>,
 }
 
 impl Session {
@@ -177,17 +206,36 @@ pub struct Sessions {
     next_generation: AtomicU64,
     store: Store,
     events: Events,
+    clock: Arc<dyn WallClock>,
+}
+
+/// A session about to be stored by `add` (or a login).
+#[derive(Debug)]
+pub struct NewSession {
+    /// Its name (checked against the name rule).
+    pub name: String,
+    /// Its provider (checked by the caller).
+    pub provider: String,
+    /// Attributes (`--attr`).
+    pub attrs: Vec<(String, String)>,
+    /// Replace an existing session of that name.
+    pub replace: bool,
+    /// The tokens.
+    pub tokens: TokenSet,
+    /// The token endpoint origin the refresh token is bound to, when known.
+    pub origin: Option<String>,
 }
 
 impl Sessions {
     /// Builds the registry from what the store loaded at start.
-    pub fn new(store: Store, loaded: Loaded, events: Events) -> Self {
+    pub fn new(store: Store, loaded: Loaded, events: Events, clock: Arc<dyn WallClock>) -> Self {
         let sessions = Sessions {
             map: RwLock::new(HashMap::new()),
             admin: tokio::sync::Mutex::new(()),
             next_generation: AtomicU64::new(1),
             store,
             events,
+            clock,
         };
         {
             let mut map = sessions.write_map();
@@ -212,11 +260,32 @@ impl Sessions {
         sessions
     }
 
+    /// Wall-clock now, from the daemon's clock.
+    pub fn now(&self) -> EpochMs {
+        self.clock.now_ms()
+    }
+
+    /// The store, for the engine's commits.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The event bus.
+    pub fn events(&self) -> &Events {
+        &self.events
+    }
+
+    /// Every session, unordered.
+    pub fn all(&self) -> Vec<Arc<Session>> {
+        self.read_map().values().cloned().collect()
+    }
+
     fn new_session(&self, name: String, slot: Slot) -> Arc<Session> {
         Arc::new(Session {
             name,
             generation: self.next_generation.fetch_add(1, Ordering::Relaxed),
             slot: Mutex::new(slot),
+            commit: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -257,22 +326,22 @@ impl Sessions {
         all
     }
 
-    /// The `get` hot path: the current token if it is valid by the wall clock.
+    /// The current token of `session` if it is valid by the wall clock.
+    ///
+    /// `meets_min_valid` says whether it has `min_valid_ms` left.
     ///
     /// # Errors
-    /// `NotFound`, `Corrupt`, or — when the token is expired — `NeedsLogin`, `NeedsConfig`
-    /// or `Expired` depending on the session's state.
-    pub fn token(
+    /// `Corrupt`, or — when the token is expired — `NeedsLogin`, `NeedsConfig`,
+    /// `RefreshFailed` or `Expired` depending on the session's state.
+    pub fn token_of(
         &self,
-        name: &str,
+        session: &Session,
         min_valid_ms: u64,
         include_id_token: bool,
         config: &Config,
     ) -> Result<TokenReply, SessionError> {
-        let session = self
-            .find(name)
-            .ok_or_else(|| SessionError::NotFound(name.to_owned()))?;
-        let now = now_ms();
+        let name = &session.name;
+        let now = self.now();
         let slot = session.lock();
         let (record, runtime) = match &*slot {
             Slot::Live { record, runtime } => (record, runtime),
@@ -285,19 +354,24 @@ impl Sessions {
         };
         if record.expires_at_ms <= now {
             let (state, reason) = derive_state(record, runtime, config, now);
-            let reason = reason.unwrap_or_default();
-            return Err(match state {
-                SessionState::NeedsLogin => SessionError::NeedsLogin {
+            let ago = human_ms(now - record.expires_at_ms);
+            return Err(match (state, reason) {
+                (SessionState::NeedsLogin, reason) => SessionError::NeedsLogin {
                     name: name.to_owned(),
-                    reason,
+                    reason: reason.unwrap_or_default(),
                 },
-                SessionState::NeedsConfig => SessionError::NeedsConfig {
+                (SessionState::NeedsConfig, reason) => SessionError::NeedsConfig {
                     name: name.to_owned(),
-                    reason,
+                    reason: reason.unwrap_or_default(),
+                },
+                (SessionState::Backoff, Some(error)) => SessionError::RefreshFailed {
+                    name: name.to_owned(),
+                    ago,
+                    error,
                 },
                 _ => SessionError::Expired {
                     name: name.to_owned(),
-                    ago: human_ms(now - record.expires_at_ms),
+                    ago,
                 },
             });
         }
@@ -324,7 +398,7 @@ impl Sessions {
         name: Option<&str>,
         config: &Config,
     ) -> Result<Vec<SessionStatus>, SessionError> {
-        let now = now_ms();
+        let now = self.now();
         match name {
             Some(name) => {
                 let session = self
@@ -342,7 +416,7 @@ impl Sessions {
 
     /// Names, providers and states, sorted by name.
     pub fn list(&self, config: &Config) -> Vec<ListEntry> {
-        let now = now_ms();
+        let now = self.now();
         self.sorted()
             .iter()
             .map(|s| {
@@ -356,107 +430,85 @@ impl Sessions {
             .collect()
     }
 
-    /// Imports a session from a token response.
+    /// Stores a new session (or replaces one), persisted and flushed before it is served.
     ///
     /// # Errors
-    /// `Invalid` for a bad name, unknown provider or unusable token response;
-    /// `AlreadyExists` / `GrantInUse` / `Corrupt` when the name or grant is taken;
-    /// `Store` when persisting failed (then nothing changed).
-    pub async fn add(&self, req: AddRequest, config: &Config) -> Result<AddReply, SessionError> {
-        tokd_protocol::name::validate_session_name(&req.name).map_err(SessionError::Invalid)?;
-        let provider = config.providers.get(&req.provider).ok_or_else(|| {
-            let known: Vec<&str> = config.providers.keys().map(String::as_str).collect();
-            SessionError::Invalid(if known.is_empty() {
-                format!(
-                    "no provider named {:?}: the config has no providers (add a [providers.{}] table to {})",
-                    req.provider,
-                    req.provider,
-                    config
-                        .config_file
-                        .as_ref()
-                        .map_or_else(|| "the config file".to_owned(), |p| p.display().to_string())
-                )
-            } else {
-                format!(
-                    "no provider named {:?} (configured: {})",
-                    req.provider,
-                    known.join(", ")
-                )
-            })
-        })?;
-        validate_attrs(&req.attrs)?;
-        let Some(response) = req.token_response.as_ref() else {
-            return Err(SessionError::Invalid(
-                "no token response given: pipe a token response (JSON) into `tokd add`".into(),
-            ));
-        };
-        let now = now_ms();
-        let tokens = parse_token_response(
-            response.expose(),
-            now,
-            provider.default_lifetime.map(|d| d.0),
-        )
-        .map_err(|e| SessionError::Invalid(e.to_string()))?;
-
+    /// `Invalid` for a bad name or attributes; `AlreadyExists` / `GrantInUse` / `Corrupt`
+    /// when the name or grant is taken; `Store` when persisting failed (nothing changed).
+    pub async fn add(
+        &self,
+        new: NewSession,
+        config: &Config,
+    ) -> Result<(Arc<Session>, AddReply), SessionError> {
+        tokd_protocol::name::validate_session_name(&new.name).map_err(SessionError::Invalid)?;
+        validate_attrs(&new.attrs)?;
+        let now = self.now();
         let _admin = self.admin.lock().await;
-        let existing = self.find(&req.name);
+        let existing = self.find(&new.name);
         if let Some(existing) = &existing {
             if let Slot::Corrupt { reason } = &*existing.lock() {
                 return Err(SessionError::Corrupt {
-                    name: req.name.clone(),
+                    name: new.name.clone(),
                     reason: reason.clone(),
                 });
             }
-            if !req.replace {
-                return Err(SessionError::AlreadyExists(req.name.clone()));
+            if !new.replace {
+                return Err(SessionError::AlreadyExists(new.name.clone()));
             }
         }
-        if let Some(rt) = &tokens.refresh_token
-            && let Some(other) = self.holder_of(rt, &req.name)
+        if let Some(rt) = &new.tokens.refresh_token
+            && let Some(other) = self.holder_of(rt, &new.name)
         {
             return Err(SessionError::GrantInUse { other });
         }
+        let t = new.tokens;
         let record = SessionRecord {
-            name: req.name.clone(),
-            provider: req.provider.clone(),
-            attrs: req.attrs.clone(),
-            access_token: tokens.access_token,
-            token_type: tokens.token_type,
-            expires_at_ms: tokens.expires_at_ms,
-            refresh_token: tokens.refresh_token,
-            refresh_expires_at_ms: tokens.refresh_expires_at_ms,
-            id_token: tokens.id_token,
-            scope: tokens.scope,
+            name: new.name.clone(),
+            provider: new.provider.clone(),
+            attrs: new.attrs,
+            access_token: t.access_token,
+            token_type: t.token_type,
+            expires_at_ms: t.expires_at_ms,
+            refresh_token: t.refresh_token,
+            refresh_expires_at_ms: t.refresh_expires_at_ms,
+            id_token: t.id_token,
+            scope: t.scope,
             created_at_ms: now,
             last_refresh_at_ms: None,
             refresh_count: 0,
             terminal: None,
-            refresh_origin: None,
+            refresh_origin: new.origin,
             in_flight_since_ms: None,
+        };
+        // A refresh of the replaced session must not commit between our write and the swap.
+        let _old_commit = match &existing {
+            Some(old) => Some(old.commit.lock().await),
+            None => None,
         };
         // Persist (and flush) before anything is acknowledged or served.
         self.store.put(&record).await?;
         let session = self.new_session(
-            req.name.clone(),
+            new.name.clone(),
             Slot::Live {
                 record: Box::new(record),
                 runtime: Runtime::default(),
             },
         );
-        self.write_map().insert(req.name.clone(), session.clone());
+        self.write_map().insert(new.name.clone(), session.clone());
         let replaced = existing.is_some();
         tracing::info!(
             target: "tokd::audit",
             event = if replaced { "replaced" } else { "added" },
-            session = %req.name,
-            provider = %req.provider,
+            session = %new.name,
+            provider = %new.provider,
             "session stored"
         );
-        self.events.emit(&req.name, WatchEventKind::Added);
-        Ok(AddReply {
-            session: status_of(&session, config, now_ms()),
+        self.events.emit(&new.name, WatchEventKind::Added);
+        let reply = AddReply {
+            session: status_of(&session, config, self.now()),
             replaced,
-        })
+        };
+        Ok((session, reply))
     }
 
     /// Removes a session; a corrupt record is moved to the quarantine tree, not deleted.
@@ -469,6 +521,9 @@ impl Sessions {
             .find(name)
             .ok_or_else(|| SessionError::NotFound(name.to_owned()))?;
         let corrupt = matches!(&*session.lock(), Slot::Corrupt { .. });
+        // Waits for a refresh commit of this session in progress; later ones see a stale
+        // generation and discard their result.
+        let _commit = session.commit.lock().await;
         if corrupt {
             self.store.discard_corrupt(name).await?;
         } else {
@@ -494,7 +549,7 @@ impl Sessions {
 
     /// Counts of (total, healthy, needing login) for summaries.
     pub fn health_counts(&self, config: &Config) -> (usize, usize, usize) {
-        let now = now_ms();
+        let now = self.now();
         let all = self.sorted();
         let mut healthy = 0;
         let mut needs_login = 0;
@@ -543,7 +598,7 @@ fn validate_attrs(attrs: &[(String, String)]) -> Result<(), SessionError> {
 }
 
 /// A session's state and the reason for it, from its record, runtime and the config.
-fn derive_state(
+pub fn derive_state(
     record: &SessionRecord,
     runtime: &Runtime,
     config: &Config,
@@ -584,7 +639,7 @@ fn derive_state(
             Some("the refresh token expired; log in again".into()),
         );
     }
-    let state = if runtime.refreshing {
+    let state = if runtime.inflight.is_some() {
         SessionState::Refreshing
     } else if runtime.backoff {
         SessionState::Backoff
@@ -594,7 +649,8 @@ fn derive_state(
     (state, runtime.last_error.clone())
 }
 
-fn status_of(session: &Session, config: &Config, now: EpochMs) -> SessionStatus {
+/// The status of one session at `now`.
+pub fn status_of(session: &Session, config: &Config, now: EpochMs) -> SessionStatus {
     match &*session.lock() {
         Slot::Corrupt { reason } => SessionStatus {
             name: session.name.clone(),

@@ -1,0 +1,678 @@
+//! The refresh engine: keeps every session's token valid without any client doing anything.
+//!
+//! - [`scheduler`] holds one wall-clock deadline per session; its loop wakes for the next
+//!   deadline, on an earlier one, or at least every clock-check interval (suspend).
+//! - [`start_or_join`] is single flight: at most one refresh per session runs, in a task the
+//!   engine owns, so a waiter that times out or disconnects never cancels the HTTP call.
+//! - A refresh commits only if the session's generation is unchanged (`rm` during a refresh
+//!   does not bring it back); the new record is written and flushed before the new token is
+//!   served; a refresh-token request is marked in flight in the store before it is sent.
+//! - [`timing`] has the policy's arithmetic: due time, jitter, minimum interval, backoff.
+
+pub mod scheduler;
+pub mod timing;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokd_protocol::verbs::get::{GetRequest, TokenReply};
+use tokd_protocol::verbs::watch::WatchEventKind;
+use tokd_protocol::{EpochMs, ErrorCode, ErrorReply, SessionStatus};
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Grant;
+use crate::providers::{Provider, ProviderError, Providers, TokenGrant};
+use crate::sessions::{RefreshResult, Runtime, Session, SessionError, Slot, human_ms, status_of};
+use crate::state::DaemonState;
+use crate::store::{SessionRecord, Terminal};
+use scheduler::Scheduler;
+
+/// The longest a `get` waits for a refresh, whatever it asks for.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// Engine-wide state, owned by [`DaemonState`].
+#[derive(Debug)]
+pub struct Engine {
+    /// The deadline queue.
+    pub scheduler: Scheduler,
+    /// Every refresh task and the scheduler loop; shutdown waits for them.
+    tasks: TaskTracker,
+    /// Global cap on refreshes in flight.
+    global: Arc<Semaphore>,
+    /// Cancelled at shutdown: no new request is sent after it (one already sent is awaited).
+    stop: CancellationToken,
+    /// Longest sleep of the scheduler between wall-clock checks.
+    clock_check: Duration,
+}
+
+impl Engine {
+    /// An engine allowing `max_concurrent` refreshes in flight at once.
+    pub fn new(max_concurrent: usize, clock_check: Duration) -> Self {
+        Engine {
+            scheduler: Scheduler::default(),
+            tasks: TaskTracker::new(),
+            global: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            stop: CancellationToken::new(),
+            clock_check,
+        }
+    }
+}
+
+/// How one attempt ended.
+#[derive(Debug)]
+enum Outcome {
+    /// New tokens are stored and served.
+    Refreshed { expires_at_ms: EpochMs },
+    /// The provider (or the network) said no.
+    Failed(ProviderError),
+    /// The session was removed or replaced meanwhile; nothing was committed.
+    Stale,
+    /// Not sent: shutting down, or the in-flight mark could not be persisted.
+    Aborted(ErrorReply),
+}
+
+/// Plans every loaded session and starts the scheduler loop.
+pub fn start(state: &Arc<DaemonState>) {
+    let now = state.clock.now_ms();
+    for session in state.sessions.all() {
+        if let Slot::Live { record, runtime } = &mut *session.lock() {
+            // A config problem may have been fixed before this start: try again.
+            if matches!(record.terminal, Some(Terminal::NeedsConfig { .. })) {
+                record.terminal = None;
+            }
+            if record.in_flight_since_ms.is_some() {
+                // The last daemon died with a refresh in flight: the provider may have rotated
+                // the refresh token. Try the stored one once, now.
+                runtime.interrupted = true;
+                runtime.retry_at_ms = Some(now);
+                tracing::warn!(session = %session.name, "a refresh was in flight when the daemon stopped; retrying it");
+            }
+            runtime.jitter_ms = random_jitter(record);
+        }
+        schedule(state, &session);
+    }
+    let st = state.clone();
+    state.engine.tasks.spawn(scheduler_loop(st));
+}
+
+/// Stops sending new requests, waits (bounded by the HTTP timeout) for the ones already
+/// sent to be answered and persisted.
+pub async fn shutdown(state: &DaemonState) {
+    state.engine.stop.cancel();
+    state.engine.tasks.close();
+    let limit = crate::providers::http::REQUEST_TIMEOUT + Duration::from_secs(5);
+    if tokio::time::timeout(limit, state.engine.tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::error!("refreshes still running after {limit:?}; their results are lost");
+    }
+}
+
+/// A freshly added session: choose its jitter and plan its refresh.
+pub fn on_added(state: &Arc<DaemonState>, session: &Arc<Session>) {
+    if let Slot::Live { record, runtime } = &mut *session.lock() {
+        runtime.jitter_ms = random_jitter(record);
+    }
+    schedule(state, session);
+}
+
+/// A removed session: forget its deadline.
+pub fn on_removed(state: &DaemonState, name: &str) {
+    state.engine.scheduler.cancel(name);
+}
+
+/// The `get` hot path: the cached token when it has `min_valid` left; otherwise start or
+/// join the session's refresh, wait (bounded), and answer the best token still valid.
+///
+/// # Errors
+/// `NotFound`, `Corrupt`, or — with no valid token — `NeedsLogin`, `NeedsConfig`,
+/// `RefreshFailed` or `Expired`.
+pub async fn get(state: &Arc<DaemonState>, req: &GetRequest) -> Result<TokenReply, SessionError> {
+    let config = state.config();
+    let session = state
+        .sessions
+        .find(&req.name)
+        .ok_or_else(|| SessionError::NotFound(req.name.clone()))?;
+    let cached = state
+        .sessions
+        .token_of(&session, req.min_valid_ms, req.include_id_token, &config);
+    match &cached {
+        Ok(token) if token.meets_min_valid => return cached,
+        Err(SessionError::Corrupt { .. }) => return cached,
+        _ => {}
+    }
+    if let Some(mut rx) = start_or_join(state, &session) {
+        let wait = Duration::from_millis(req.wait_ms).min(MAX_WAIT);
+        let _ = tokio::time::timeout(wait, rx.wait_for(Option::is_some)).await;
+    }
+    state
+        .sessions
+        .token_of(&session, req.min_valid_ms, req.include_id_token, &config)
+}
+
+/// `tokd refresh NAME`: a refresh now (subject to the minimum interval), awaited.
+///
+/// # Errors
+/// Why the session cannot be refreshed, or how the refresh failed.
+pub async fn refresh_now(
+    state: &Arc<DaemonState>,
+    name: &str,
+    wait: Duration,
+) -> Result<SessionStatus, ErrorReply> {
+    let session = state
+        .sessions
+        .find(name)
+        .ok_or_else(|| ErrorReply::from(SessionError::NotFound(name.to_owned())))?;
+    let Some(mut rx) = start_or_join(state, &session) else {
+        return Err(why_not_refreshable(state, &session));
+    };
+    let wait = wait.min(MAX_WAIT);
+    match tokio::time::timeout(wait, rx.wait_for(Option::is_some)).await {
+        Ok(Ok(result)) => match result.clone() {
+            Some(Ok(())) | None => Ok(status_of(&session, &state.config(), state.clock.now_ms())),
+            Some(Err(e)) => Err(e),
+        },
+        Ok(Err(_)) => Err(ErrorReply::new(
+            ErrorCode::ShuttingDown,
+            "the daemon stopped the refresh",
+        )),
+        Err(_) => Err(ErrorReply::new(
+            ErrorCode::Timeout,
+            format!(
+                "the refresh of {name:?} did not finish within {}; it goes on in the background",
+                human_ms(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX))
+            ),
+        )),
+    }
+}
+
+fn why_not_refreshable(state: &DaemonState, session: &Session) -> ErrorReply {
+    if state.engine.stop.is_cancelled() {
+        return ErrorReply::new(ErrorCode::ShuttingDown, "the daemon is shutting down");
+    }
+    let config = state.config();
+    let st = status_of(session, &config, state.clock.now_ms());
+    let reason = st.last_error.unwrap_or_default();
+    match st.state {
+        tokd_protocol::SessionState::Corrupt => ErrorReply::new(
+            ErrorCode::NeedsLogin,
+            format!("session {:?} is corrupt: {reason}", session.name),
+        ),
+        tokd_protocol::SessionState::NeedsConfig => ErrorReply::new(
+            ErrorCode::NeedsConfig,
+            format!("session {:?} needs a config fix: {reason}", session.name),
+        ),
+        _ => ErrorReply::new(
+            ErrorCode::NeedsLogin,
+            format!(
+                "session {:?} cannot be refreshed: {}",
+                session.name,
+                if reason.is_empty() {
+                    "it has no refresh token; log in again".to_owned()
+                } else {
+                    reason
+                }
+            ),
+        ),
+    }
+}
+
+/// The provider that can refresh this record, if any: not terminal, provider configured,
+/// and a refresh token held (or a client-credentials provider).
+fn refresher(record: &SessionRecord, providers: &Providers) -> Option<Arc<Provider>> {
+    if record.terminal.is_some() {
+        return None;
+    }
+    let provider = providers.get(&record.provider)?;
+    (record.refresh_token.is_some() || provider.grant() == Grant::ClientCredentials)
+        .then_some(provider)
+}
+
+fn obtained_at(record: &SessionRecord) -> EpochMs {
+    record.last_refresh_at_ms.unwrap_or(record.created_at_ms)
+}
+
+fn random_jitter(record: &SessionRecord) -> i64 {
+    let max = timing::max_jitter_ms(timing::lifetime_ms(
+        obtained_at(record),
+        record.expires_at_ms,
+    ));
+    if max <= 0 {
+        return 0;
+    }
+    (rand::random::<f64>() * max as f64) as i64
+}
+
+/// Starts a refresh of `session` or joins the one in flight. `None` when the session cannot
+/// be refreshed (terminal, no refresh token, unknown provider, corrupt) or the daemon is
+/// stopping.
+pub fn start_or_join(
+    state: &Arc<DaemonState>,
+    session: &Arc<Session>,
+) -> Option<watch::Receiver<Option<RefreshResult>>> {
+    let providers = state.providers();
+    let mut slot = session.lock();
+    let Slot::Live { record, runtime } = &mut *slot else {
+        return None;
+    };
+    if let Some(rx) = &runtime.inflight {
+        return Some(rx.clone());
+    }
+    if state.engine.stop.is_cancelled() {
+        return None;
+    }
+    let provider = refresher(record, &providers)?;
+    let lifetime = timing::lifetime_ms(obtained_at(record), record.expires_at_ms);
+    let not_before = runtime
+        .last_attempt
+        .map(|t| t + timing::min_interval(lifetime));
+    let (tx, rx) = watch::channel(None);
+    runtime.inflight = Some(rx.clone());
+    drop(slot);
+    let st = state.clone();
+    let s = session.clone();
+    state.engine.tasks.spawn(async move {
+        let outcome = attempt(&st, &s, &provider, not_before).await;
+        finish(&st, &s, &tx, outcome);
+    });
+    Some(rx)
+}
+
+/// One refresh attempt, from waiting for its turn to committing its result.
+async fn attempt(
+    state: &Arc<DaemonState>,
+    session: &Arc<Session>,
+    provider: &Arc<Provider>,
+    not_before: Option<Instant>,
+) -> Outcome {
+    let stop = state.engine.stop.clone();
+    let stopping = || {
+        Outcome::Aborted(ErrorReply::new(
+            ErrorCode::ShuttingDown,
+            "the daemon is shutting down",
+        ))
+    };
+    if let Some(at) = not_before {
+        tokio::select! {
+            () = tokio::time::sleep_until(at) => {}
+            () = stop.cancelled() => return stopping(),
+        }
+    }
+    let _global = tokio::select! {
+        p = state.engine.global.clone().acquire_owned() => p,
+        () = stop.cancelled() => return stopping(),
+    };
+    let _per_provider = tokio::select! {
+        p = provider.semaphore.clone().acquire_owned() => p,
+        () = stop.cancelled() => return stopping(),
+    };
+    if stop.is_cancelled() {
+        return stopping();
+    }
+    let (mut record, interrupted) = {
+        let mut slot = session.lock();
+        let Slot::Live { record, runtime } = &mut *slot else {
+            return Outcome::Stale;
+        };
+        runtime.last_attempt = Some(Instant::now());
+        (record.as_ref().clone(), runtime.interrupted)
+    };
+    let use_refresh_token = provider.grant() == Grant::RefreshToken;
+    let sent_at = state.clock.now_ms();
+    if use_refresh_token {
+        // The crash window: mark the refresh as in flight before the provider can rotate.
+        record.in_flight_since_ms = Some(sent_at);
+        match commit(state, session, &record).await {
+            Ok(true) => {}
+            Ok(false) => return Outcome::Stale,
+            Err(e) => {
+                return Outcome::Aborted(ErrorReply::new(
+                    ErrorCode::Internal,
+                    format!("cannot persist the refresh mark: {e}"),
+                ));
+            }
+        }
+    }
+    let config = state.config();
+    let headers = config
+        .sessions
+        .get(&session.name)
+        .map(|s| s.headers.clone())
+        .unwrap_or_default();
+    let providers = state.providers();
+    let grant = match (&record.refresh_token, use_refresh_token) {
+        (Some(rt), true) => TokenGrant::Refresh { refresh_token: rt },
+        _ => TokenGrant::ClientCredentials,
+    };
+    tracing::debug!(session = %session.name, provider = %provider.name, "refresh request sent");
+    let result = provider
+        .request_token(
+            &providers.client,
+            grant,
+            &headers,
+            record.refresh_origin.as_deref(),
+            sent_at,
+        )
+        .await;
+    match result {
+        Ok(obtained) => {
+            let t = obtained.tokens;
+            let expires_at_ms = t.expires_at_ms;
+            record.access_token = t.access_token;
+            record.token_type = t.token_type;
+            record.expires_at_ms = t.expires_at_ms;
+            if let Some(rt) = t.refresh_token {
+                record.refresh_token = Some(rt);
+                record.refresh_expires_at_ms = t.refresh_expires_at_ms;
+            } else if t.refresh_expires_at_ms.is_some() {
+                record.refresh_expires_at_ms = t.refresh_expires_at_ms;
+            }
+            if t.id_token.is_some() {
+                record.id_token = t.id_token;
+            }
+            if t.scope.is_some() {
+                record.scope = t.scope;
+            }
+            record.last_refresh_at_ms = Some(sent_at);
+            record.refresh_count += 1;
+            record.terminal = None;
+            record.in_flight_since_ms = None;
+            if use_refresh_token {
+                record.refresh_origin = Some(obtained.origin);
+            }
+            match commit(state, session, &record).await {
+                Ok(true) => Outcome::Refreshed { expires_at_ms },
+                Ok(false) => Outcome::Stale,
+                Err(e) => {
+                    // The provider may have rotated: the new tokens exist only in memory now.
+                    // Serving them beats losing the session; the next refresh persists again.
+                    tracing::error!(session = %session.name, error = %e, "cannot persist refreshed tokens; serving them from memory");
+                    replace_record(session, record);
+                    Outcome::Refreshed { expires_at_ms }
+                }
+            }
+        }
+        Err(err) => {
+            let err = match (err, interrupted) {
+                (ProviderError::NeedsLogin(m), true) => ProviderError::NeedsLogin(format!(
+                    "refresh interrupted: a refresh was sent but its answer was lost, and the \
+                     provider now refuses the stored refresh token ({m})"
+                )),
+                (other, _) => other,
+            };
+            let persist = match &err {
+                ProviderError::NeedsLogin(reason) => {
+                    record.refresh_token = None;
+                    record.refresh_expires_at_ms = None;
+                    record.terminal = Some(Terminal::NeedsLogin {
+                        reason: reason.clone(),
+                    });
+                    record.in_flight_since_ms = None;
+                    true
+                }
+                ProviderError::NeedsConfig(reason) => {
+                    record.terminal = Some(Terminal::NeedsConfig {
+                        reason: reason.clone(),
+                    });
+                    record.in_flight_since_ms = None;
+                    true
+                }
+                // Sent without an answer: the outcome is unknown, so the mark stays.
+                ProviderError::Retryable { sent_no_answer, .. } => {
+                    let clear = use_refresh_token && !sent_no_answer;
+                    if clear {
+                        record.in_flight_since_ms = None;
+                    }
+                    clear
+                }
+            };
+            if persist && let Err(e) = commit(state, session, &record).await {
+                tracing::error!(session = %session.name, error = %e, "cannot persist a refresh failure");
+                replace_record(session, record);
+            }
+            Outcome::Failed(err)
+        }
+    }
+}
+
+/// Writes `record` and then serves it, if `session` is still the current generation.
+/// Returns `Ok(false)` (nothing written) for a removed or replaced session.
+async fn commit(
+    state: &DaemonState,
+    session: &Session,
+    record: &SessionRecord,
+) -> Result<bool, crate::store::StoreError> {
+    let _commit = session.commit.lock().await;
+    if !state.sessions.is_current(session) {
+        return Ok(false);
+    }
+    state.sessions.store().put(record).await?;
+    replace_record(session, record.clone());
+    Ok(true)
+}
+
+fn replace_record(session: &Session, record: SessionRecord) {
+    if let Slot::Live {
+        record: current, ..
+    } = &mut *session.lock()
+    {
+        **current = record;
+    }
+}
+
+/// Applies an outcome to the session's runtime state, tells the waiters, logs the audit
+/// line and the event, and plans the next look.
+fn finish(
+    state: &Arc<DaemonState>,
+    session: &Arc<Session>,
+    tx: &watch::Sender<Option<RefreshResult>>,
+    outcome: Outcome,
+) {
+    let now = state.clock.now_ms();
+    let events = state.sessions.events();
+    let name = session.name.as_str();
+    let result: RefreshResult = {
+        let mut slot = session.lock();
+        let (record, runtime) = match &mut *slot {
+            Slot::Live { record, runtime } => (record, runtime),
+            Slot::Corrupt { .. } => {
+                let _ = tx.send(Some(Err(ErrorReply::new(ErrorCode::NeedsLogin, "corrupt"))));
+                return;
+            }
+        };
+        runtime.inflight = None;
+        match &outcome {
+            Outcome::Refreshed { expires_at_ms } => {
+                *runtime = Runtime {
+                    last_attempt: runtime.last_attempt,
+                    jitter_ms: random_jitter(record),
+                    ..Runtime::default()
+                };
+                tracing::info!(
+                    target: "tokd::audit",
+                    event = "refreshed",
+                    session = %name,
+                    provider = %record.provider,
+                    expires_in_s = (expires_at_ms - now) / 1000,
+                    refresh_count = record.refresh_count,
+                    "session refreshed"
+                );
+                events.emit(
+                    name,
+                    WatchEventKind::Refreshed {
+                        expires_at_ms: *expires_at_ms,
+                    },
+                );
+                Ok(())
+            }
+            Outcome::Failed(ProviderError::Retryable {
+                message,
+                retry_after,
+                sent_no_answer,
+            }) => {
+                runtime.consecutive_failures = runtime.consecutive_failures.saturating_add(1);
+                runtime.backoff = true;
+                runtime.interrupted |= *sent_no_answer;
+                runtime.last_error = Some(message.clone());
+                let delay = timing::backoff(
+                    runtime.consecutive_failures,
+                    *retry_after,
+                    0.5 + rand::random::<f64>() / 2.0,
+                );
+                let retry_at = now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
+                runtime.retry_at_ms = Some(retry_at);
+                tracing::warn!(
+                    target: "tokd::audit",
+                    event = "refresh_failed",
+                    session = %name,
+                    provider = %record.provider,
+                    failures = runtime.consecutive_failures,
+                    retry_in_ms = retry_at - now,
+                    sent_no_answer = *sent_no_answer,
+                    error = %message,
+                    "refresh failed; will retry"
+                );
+                events.emit(
+                    name,
+                    WatchEventKind::RefreshFailed {
+                        error: message.clone(),
+                        retry_at_ms: Some(retry_at),
+                    },
+                );
+                Err(ErrorReply::new(ErrorCode::RefreshFailed, message.clone()))
+            }
+            Outcome::Failed(ProviderError::NeedsLogin(reason)) => {
+                runtime.backoff = false;
+                runtime.retry_at_ms = None;
+                runtime.last_error = None;
+                tracing::warn!(target: "tokd::audit", event = "needs_login", session = %name, provider = %record.provider, reason = %reason, "refresh token dropped; a login is needed");
+                events.emit(
+                    name,
+                    WatchEventKind::NeedsLogin {
+                        reason: reason.clone(),
+                    },
+                );
+                Err(ErrorReply::new(
+                    ErrorCode::NeedsLogin,
+                    format!("session {name:?} needs a login: {reason}"),
+                ))
+            }
+            Outcome::Failed(ProviderError::NeedsConfig(reason)) => {
+                runtime.backoff = false;
+                runtime.retry_at_ms = None;
+                runtime.last_error = None;
+                tracing::warn!(target: "tokd::audit", event = "needs_config", session = %name, provider = %record.provider, reason = %reason, "the provider rejects the client; fix the config");
+                events.emit(
+                    name,
+                    WatchEventKind::NeedsConfig {
+                        reason: reason.clone(),
+                    },
+                );
+                Err(ErrorReply::new(
+                    ErrorCode::NeedsConfig,
+                    format!("session {name:?} needs a config fix: {reason}"),
+                ))
+            }
+            Outcome::Stale => Err(ErrorReply::new(
+                ErrorCode::NotFound,
+                format!("session {name:?} was removed or replaced during the refresh"),
+            )),
+            Outcome::Aborted(e) => Err(e.clone()),
+        }
+    };
+    let _ = tx.send(Some(result));
+    schedule(state, session);
+}
+
+/// Plans the next look at `session`: its refresh (or retry) time, or — when it cannot be
+/// refreshed — its expiry, so the expiry is reported.
+pub fn schedule(state: &DaemonState, session: &Session) {
+    if !state.sessions.is_current(session) {
+        return;
+    }
+    let providers = state.providers();
+    let when = {
+        let mut slot = session.lock();
+        let Slot::Live { record, runtime } = &mut *slot else {
+            return;
+        };
+        if runtime.inflight.is_some() {
+            return;
+        }
+        match refresher(record, &providers) {
+            Some(provider) => {
+                let lifetime = timing::lifetime_ms(obtained_at(record), record.expires_at_ms);
+                let at = runtime.retry_at_ms.unwrap_or_else(|| {
+                    timing::due_ms(
+                        record.expires_at_ms,
+                        lifetime,
+                        provider.refresh_ahead,
+                        runtime.jitter_ms,
+                    )
+                });
+                runtime.next_refresh_at_ms = Some(at);
+                Some(at)
+            }
+            None => {
+                runtime.next_refresh_at_ms = None;
+                (!runtime.expired_reported).then_some(record.expires_at_ms)
+            }
+        }
+    };
+    match when {
+        Some(at) => state.engine.scheduler.schedule(&session.name, at),
+        None => state.engine.scheduler.cancel(&session.name),
+    }
+}
+
+/// A deadline came: refresh, or report the expiry of a session that cannot be refreshed.
+fn on_due(state: &Arc<DaemonState>, name: &str) {
+    let Some(session) = state.sessions.find(name) else {
+        return;
+    };
+    if start_or_join(state, &session).is_some() {
+        return;
+    }
+    let now = state.clock.now_ms();
+    let expired = {
+        let mut slot = session.lock();
+        match &mut *slot {
+            Slot::Live { record, runtime }
+                if record.expires_at_ms <= now && !runtime.expired_reported =>
+            {
+                runtime.expired_reported = true;
+                Some(record.provider.clone())
+            }
+            _ => None,
+        }
+    };
+    if let Some(provider) = expired {
+        tracing::info!(target: "tokd::audit", event = "expired", session = %name, provider = %provider, "access token expired without a replacement");
+        state.sessions.events().emit(name, WatchEventKind::Expired);
+    }
+    schedule(state, &session);
+}
+
+async fn scheduler_loop(state: Arc<DaemonState>) {
+    let engine = &state.engine;
+    let check_ms = i64::try_from(engine.clock_check.as_millis()).unwrap_or(60_000);
+    loop {
+        let now = state.clock.now_ms();
+        for name in engine.scheduler.pop_due(now) {
+            on_due(&state, &name);
+        }
+        let wait_ms = engine
+            .scheduler
+            .next_due()
+            .map_or(check_ms, |t| (t - now).clamp(0, check_ms));
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0))) => {}
+            () = engine.scheduler.notify.notified() => {}
+            () = engine.stop.cancelled() => break,
+        }
+    }
+}

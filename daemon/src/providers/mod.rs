@@ -1,0 +1,297 @@
+//! Providers: how a token is obtained. Built from the config; the only code that talks
+//! HTTP to identity providers (see [`http`]).
+//!
+//! A provider answers every request with tokens or a [`ProviderError`] that already says
+//! what the engine must do: retry with backoff, stop until a login, or stop until a config
+//! fix.
+
+pub mod http;
+pub mod oauth2;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokd_protocol::{EpochMs, Secret};
+use tokio::sync::Semaphore;
+use url::Url;
+
+use crate::config::{AuthMethod, Config, ConfigError, Grant, ProviderConfig};
+use crate::sessions::import::TokenSet;
+
+/// Default cap on one provider's refreshes in flight.
+pub const DEFAULT_PER_PROVIDER_CONCURRENCY: usize = 4;
+
+/// What a failed token request means for the session.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum ProviderError {
+    /// Worth retrying with backoff: connect errors, timeouts, 5xx, 429, malformed answers.
+    #[error("{message}")]
+    Retryable {
+        /// What happened (never a secret).
+        message: String,
+        /// The provider's `Retry-After`, if it sent one.
+        retry_after: Option<Duration>,
+        /// The request left but no answer came: the provider may have rotated already.
+        sent_no_answer: bool,
+    },
+    /// Refreshing can never succeed (`invalid_grant`, …): the refresh token must be dropped.
+    #[error("{0}")]
+    NeedsLogin(String),
+    /// The provider rejects the client or the config is wrong; fixing the config revives it.
+    #[error("{0}")]
+    NeedsConfig(String),
+}
+
+impl ProviderError {
+    /// A retryable failure without `Retry-After`.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        ProviderError::Retryable {
+            message: message.into(),
+            retry_after: None,
+            sent_no_answer: false,
+        }
+    }
+}
+
+/// What to ask the token endpoint for.
+#[derive(Debug)]
+pub enum TokenGrant<'a> {
+    /// RFC 6749 §6: exchange a refresh token.
+    Refresh {
+        /// The refresh token.
+        refresh_token: &'a Secret,
+    },
+    /// RFC 6749 §4.4: a fresh grant for the client itself.
+    ClientCredentials,
+}
+
+/// Tokens from a successful request, and where they came from.
+#[derive(Debug)]
+pub struct Obtained {
+    /// The tokens; expiry counted from when the request was sent.
+    pub tokens: TokenSet,
+    /// Origin of the token endpoint, to bind the refresh token to.
+    pub origin: String,
+}
+
+/// Endpoints of a provider, configured or discovered.
+#[derive(Debug, Clone, Default)]
+pub struct Endpoints {
+    /// The token endpoint.
+    pub token: Option<Url>,
+    /// RFC 8628 device authorization endpoint.
+    pub device_authorization: Option<Url>,
+    /// Authorization endpoint (browser login).
+    pub authorization: Option<Url>,
+    /// RFC 7009 revocation endpoint.
+    pub revocation: Option<Url>,
+}
+
+/// One configured provider with its runtime state.
+#[derive(Debug)]
+pub struct Provider {
+    /// Its name in the config.
+    pub name: String,
+    /// Its configuration.
+    pub config: ProviderConfig,
+    /// The client secret, inline or read from its file at load.
+    pub client_secret: Option<Secret>,
+    /// How long before expiry its sessions are refreshed.
+    pub refresh_ahead: Duration,
+    /// Cap on this provider's refreshes in flight.
+    pub semaphore: Arc<Semaphore>,
+    /// Discovered endpoints, fetched once.
+    discovered: tokio::sync::Mutex<Option<Endpoints>>,
+}
+
+impl Provider {
+    /// The grant this provider refreshes with.
+    pub fn grant(&self) -> Grant {
+        self.config.grant
+    }
+
+    /// The client authentication method (basic, unless no secret is set: then none).
+    pub fn auth_method(&self) -> AuthMethod {
+        self.config
+            .auth_method
+            .unwrap_or(if self.client_secret.is_some() {
+                AuthMethod::ClientSecretBasic
+            } else {
+                AuthMethod::None
+            })
+    }
+
+    /// The lifetime assumed when an answer says nothing about expiry.
+    pub fn default_lifetime(&self) -> Option<Duration> {
+        self.config.default_lifetime.map(|d| d.0)
+    }
+
+    /// The origin a refresh token imported for this provider is bound to, when it is known
+    /// without network access (a configured token endpoint).
+    pub fn static_origin(&self) -> Option<String> {
+        self.config
+            .token_endpoint
+            .as_deref()
+            .and_then(|u| Url::parse(u).ok())
+            .map(|u| http::origin(&u))
+    }
+
+    /// Asks the token endpoint for tokens.
+    ///
+    /// `sent_at` is the wall-clock time the request is sent; `expires_in` counts from it.
+    ///
+    /// # Errors
+    /// A classified [`ProviderError`].
+    pub async fn request_token(
+        &self,
+        client: &reqwest::Client,
+        grant: TokenGrant<'_>,
+        session_headers: &std::collections::BTreeMap<String, String>,
+        bound_origin: Option<&str>,
+        sent_at: EpochMs,
+    ) -> Result<Obtained, ProviderError> {
+        let endpoints = self.endpoints(client).await?;
+        let token_url = endpoints.token.ok_or_else(|| {
+            ProviderError::NeedsConfig(format!(
+                "provider {:?} has no token endpoint (set token_endpoint or an issuer with discovery)",
+                self.name
+            ))
+        })?;
+        let origin = http::origin(&token_url);
+        if let (TokenGrant::Refresh { .. }, Some(bound)) = (&grant, bound_origin)
+            && bound != origin
+        {
+            return Err(ProviderError::NeedsConfig(format!(
+                "the refresh token was issued for {bound} but provider {:?} now points to {origin}; \
+                 it is never sent elsewhere (restore the endpoint, or log in again)",
+                self.name
+            )));
+        }
+        let tokens =
+            oauth2::token_request(self, client, &token_url, grant, session_headers, sent_at)
+                .await?;
+        Ok(Obtained { tokens, origin })
+    }
+
+    /// The provider's endpoints: configured ones, completed by discovery (fetched once and
+    /// cached; a failed discovery is retried next time).
+    ///
+    /// # Errors
+    /// Retryable when discovery could not be reached, NeedsConfig when it answers nonsense.
+    pub async fn endpoints(&self, client: &reqwest::Client) -> Result<Endpoints, ProviderError> {
+        let parse = |field: &str, value: &Option<String>| -> Result<Option<Url>, ProviderError> {
+            value
+                .as_deref()
+                .map(|u| {
+                    let url = Url::parse(u).map_err(|e| {
+                        ProviderError::NeedsConfig(format!(
+                            "provider {:?}: {field} {u:?} is not a URL: {e}",
+                            self.name
+                        ))
+                    })?;
+                    http::check_secure(&url).map_err(|e| {
+                        ProviderError::NeedsConfig(format!("provider {:?}: {e}", self.name))
+                    })?;
+                    Ok(url)
+                })
+                .transpose()
+        };
+        let configured = Endpoints {
+            token: parse("token_endpoint", &self.config.token_endpoint)?,
+            device_authorization: parse(
+                "device_authorization_endpoint",
+                &self.config.device_authorization_endpoint,
+            )?,
+            authorization: parse(
+                "authorization_endpoint",
+                &self.config.authorization_endpoint,
+            )?,
+            revocation: parse("revocation_endpoint", &self.config.revocation_endpoint)?,
+        };
+        let Some(issuer) = self.config.issuer.as_deref() else {
+            return Ok(configured);
+        };
+        if configured.token.is_some()
+            && configured.revocation.is_some()
+            && configured.device_authorization.is_some()
+            && configured.authorization.is_some()
+        {
+            return Ok(configured);
+        }
+        let mut cache = self.discovered.lock().await;
+        if cache.is_none() {
+            let issuer = parse("issuer", &Some(issuer.to_owned()))?
+                .ok_or_else(|| ProviderError::NeedsConfig("issuer missing".into()))?;
+            *cache = Some(oauth2::discover(client, &issuer, &self.name).await?);
+        }
+        let discovered = cache.clone().unwrap_or_default();
+        Ok(Endpoints {
+            token: configured.token.or(discovered.token),
+            device_authorization: configured
+                .device_authorization
+                .or(discovered.device_authorization),
+            authorization: configured.authorization.or(discovered.authorization),
+            revocation: configured.revocation.or(discovered.revocation),
+        })
+    }
+}
+
+/// Every configured provider, by name, and the HTTP client they share.
+#[derive(Debug)]
+pub struct Providers {
+    /// The shared HTTP client.
+    pub client: reqwest::Client,
+    by_name: HashMap<String, Arc<Provider>>,
+}
+
+impl Providers {
+    /// Builds providers from the config; client secrets in files are read now.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] when a secret file cannot be read or the HTTP client cannot
+    /// be built.
+    pub fn from_config(config: &Config) -> Result<Providers, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: config.config_file.clone(),
+            message,
+        };
+        let client = http::client().map_err(invalid)?;
+        let mut by_name = HashMap::new();
+        for (name, p) in &config.providers {
+            let client_secret = match (&p.client_secret, &p.client_secret_file) {
+                (Some(s), _) => Some(s.clone()),
+                (None, Some(path)) => {
+                    let text = std::fs::read_to_string(path).map_err(|e| {
+                        invalid(format!(
+                            "[providers.{name}]: cannot read client_secret_file {}: {e}",
+                            path.display()
+                        ))
+                    })?;
+                    Some(Secret::new(text.trim_end_matches(['\n', '\r']).to_owned()))
+                }
+                (None, None) => None,
+            };
+            let provider = Provider {
+                name: name.clone(),
+                config: p.clone(),
+                client_secret,
+                refresh_ahead: p.refresh_ahead.map_or(config.refresh_ahead, |d| d.0),
+                semaphore: Arc::new(Semaphore::new(
+                    p.max_concurrent_refreshes
+                        .unwrap_or(DEFAULT_PER_PROVIDER_CONCURRENCY)
+                        .max(1),
+                )),
+                discovered: tokio::sync::Mutex::new(None),
+            };
+            by_name.insert(name.clone(), Arc::new(provider));
+        }
+        Ok(Providers { client, by_name })
+    }
+
+    /// The provider of that name.
+    pub fn get(&self, name: &str) -> Option<Arc<Provider>> {
+        self.by_name.get(name).cloned()
+    }
+}

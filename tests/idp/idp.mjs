@@ -1,0 +1,489 @@
+// Test OpenID provider for the tokd end-to-end tests: panva's oidc-provider on
+// http://127.0.0.1:<ephemeral port>, in-memory storage, short-lived access tokens, rotating
+// refresh tokens with reuse detection, and test-only control routes under /test/.
+//
+// stdout carries exactly one line, the readiness signal:
+//   {"ready":true,"issuer":"http://127.0.0.1:PORT"}
+// Everything else goes to stderr. The process exits on SIGTERM/SIGINT and when stdin closes,
+// so it never outlives the test process that spawned it.
+
+import { generateKeyPairSync } from 'node:crypto';
+import * as http from 'node:http';
+import * as querystring from 'node:querystring';
+
+import Provider from 'oidc-provider';
+
+// oidc-provider prints notices with console.info (stdout); stdout is reserved for the
+// readiness line.
+console.log = console.error;
+console.info = console.error;
+console.debug = console.error;
+
+const log = (...args) => console.error('[idp]', ...args);
+
+// ---------------------------------------------------------------------------------------
+// Runtime-adjustable test configuration.
+
+const config = {
+  access_ttl: 10, // seconds, for access tokens issued from now on
+  token_delay_ms: 0, // artificial delay before the token endpoint handles a request
+  openid_configuration: true, // false: /.well-known/openid-configuration answers 404
+};
+
+const zeroStats = () => ({
+  token_requests: 0,
+  refresh_requests: 0,
+  client_credentials_requests: 0,
+  failed_requests: 0,
+  in_flight: 0,
+  max_in_flight: 0,
+});
+let stats = zeroStats();
+
+const REFRESH_TTL = 24 * 60 * 60;
+const SECRET = 'tokd-test-secret';
+const SCOPE = 'openid offline_access api';
+const REDIRECT_URIS = ['http://127.0.0.1/callback'];
+const DEVICE_CODE = 'urn:ietf:params:oauth:grant-type:device_code';
+
+// ---------------------------------------------------------------------------------------
+// Storage: a plain in-memory adapter without the size-bounded LRU of oidc-provider's default
+// adapter (which holds 1000 entries), so long tests never see tokens evicted.
+
+const nowEpoch = () => Math.floor(Date.now() / 1000);
+const stores = new Map(); // model name -> Map(id -> { payload, expiresAt })
+const byGrant = new Map(); // `${model}\0${grantId}` -> Set(id)
+const byUserCode = new Map(); // userCode -> id (DeviceCode)
+const byUid = new Map(); // uid -> id (Session)
+
+class TestAdapter {
+  constructor(name) {
+    this.name = name;
+    if (!stores.has(name)) stores.set(name, new Map());
+    this.store = stores.get(name);
+  }
+
+  #get(id) {
+    const entry = this.store.get(id);
+    if (!entry) return undefined;
+    if (entry.expiresAt <= Date.now()) {
+      this.store.delete(id);
+      return undefined;
+    }
+    return entry.payload;
+  }
+
+  async upsert(id, payload, expiresIn) {
+    const expiresAt = typeof expiresIn === 'number' ? Date.now() + expiresIn * 1000 : Infinity;
+    this.store.set(id, { payload, expiresAt });
+    if (payload.grantId) {
+      const key = `${this.name}\0${payload.grantId}`;
+      if (!byGrant.has(key)) byGrant.set(key, new Set());
+      byGrant.get(key).add(id);
+    }
+    if (payload.userCode) byUserCode.set(payload.userCode, id);
+    if (this.name === 'Session' && payload.uid) byUid.set(payload.uid, id);
+  }
+
+  async find(id) {
+    return this.#get(id);
+  }
+
+  async findByUserCode(userCode) {
+    const id = byUserCode.get(userCode);
+    return id === undefined ? undefined : this.#get(id);
+  }
+
+  async findByUid(uid) {
+    const id = byUid.get(uid);
+    return id === undefined ? undefined : this.#get(id);
+  }
+
+  async consume(id) {
+    const payload = this.#get(id);
+    if (payload) payload.consumed = nowEpoch();
+  }
+
+  async destroy(id) {
+    this.store.delete(id);
+  }
+
+  async revokeByGrantId(grantId) {
+    const key = `${this.name}\0${grantId}`;
+    for (const id of byGrant.get(key) ?? []) this.store.delete(id);
+    byGrant.delete(key);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Provider configuration.
+
+function clientMetadata(clientId, authMethod) {
+  const grantTypes = ['refresh_token', 'authorization_code', DEVICE_CODE];
+  if (authMethod !== 'none') grantTypes.push('client_credentials');
+  const metadata = {
+    client_id: clientId,
+    token_endpoint_auth_method: authMethod,
+    grant_types: grantTypes,
+    response_types: ['code'],
+    redirect_uris: REDIRECT_URIS,
+    scope: SCOPE,
+  };
+  if (authMethod !== 'none') metadata.client_secret = SECRET;
+  return metadata;
+}
+
+function signingKey() {
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  return { ...privateKey.export({ format: 'jwk' }), kid: 'tokd-test-rs256', alg: 'RS256', use: 'sig' };
+}
+
+const providerConfig = {
+  adapter: TestAdapter,
+  clients: [
+    clientMetadata('tokd-test', 'client_secret_basic'),
+    clientMetadata('tokd-post', 'client_secret_post'),
+    clientMetadata('tokd-public', 'none'),
+  ],
+  jwks: { keys: [signingKey()] },
+  cookies: { keys: ['tokd-test-cookie-key'] },
+  scopes: SCOPE.split(' '),
+  claims: { openid: ['sub'] },
+  async findAccount(_ctx, sub) {
+    return {
+      accountId: sub,
+      async claims() {
+        return { sub };
+      },
+    };
+  },
+  features: {
+    devInteractions: { enabled: false },
+    introspection: { enabled: true },
+    revocation: { enabled: true },
+    clientCredentials: { enabled: true },
+    deviceFlow: { enabled: true },
+  },
+  // A refresh token is issued when the client may use the refresh_token grant and
+  // offline_access was granted. (The refresh_token grant itself always answers with a
+  // rotated refresh token, see rotateRefreshToken.)
+  async issueRefreshToken(_ctx, client, code) {
+    return client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access');
+  },
+  // Every refresh rotates; presenting an already-rotated token revokes the whole grant.
+  rotateRefreshToken: true,
+  ttl: {
+    AccessToken: () => config.access_ttl,
+    ClientCredentials: () => config.access_ttl,
+    RefreshToken: () => REFRESH_TTL,
+    Grant: () => REFRESH_TTL,
+    IdToken: () => 60 * 60,
+    AuthorizationCode: () => 60,
+    DeviceCode: () => 10 * 60,
+    Interaction: () => 60 * 60,
+    Session: () => REFRESH_TTL,
+  },
+};
+
+// ---------------------------------------------------------------------------------------
+// Test-only control routes.
+
+class HttpError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+async function readRaw(req) {
+  const chunks = [];
+  for await (const chunk of req) chunks.push(chunk);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function readJson(req) {
+  const text = await readRaw(req);
+  if (!text.trim()) return {};
+  try {
+    const body = JSON.parse(text);
+    if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+      throw new Error('not an object');
+    }
+    return body;
+  } catch (err) {
+    throw new HttpError(400, `request body must be a JSON object: ${err.message}`);
+  }
+}
+
+function requireString(body, field) {
+  const value = body[field];
+  if (typeof value !== 'string' || value === '') {
+    throw new HttpError(400, `"${field}" must be a non-empty string`);
+  }
+  return value;
+}
+
+function optionalNonNegativeInt(body, field) {
+  const value = body[field];
+  if (value === undefined) return undefined;
+  if (!Number.isInteger(value) || value < 0) {
+    throw new HttpError(400, `"${field}" must be a non-negative integer`);
+  }
+  return value;
+}
+
+// Finds a token of any kind by value; undefined when unknown, expired or revoked.
+async function findToken(provider, value) {
+  for (const Model of [provider.AccessToken, provider.RefreshToken, provider.ClientCredentials]) {
+    const token = await Model.find(value);
+    if (token) return token;
+  }
+  return undefined;
+}
+
+// Mirrors the introspection endpoint: valid (unexpired, unconsumed) and its grant alive.
+async function isActive(provider, value) {
+  const token = await findToken(provider, value);
+  if (!token?.isValid) return false;
+  if (token.grantId) {
+    const grant = await provider.Grant.find(token.grantId);
+    if (!grant || grant.clientId !== token.clientId || grant.accountId !== token.accountId) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Creates a Grant, an AccessToken, a RefreshToken (when the scope holds offline_access) and
+// an ID Token (when it holds openid), as an authorization_code exchange would have.
+async function mintGrant(provider, body) {
+  const clientId = requireString(body, 'client_id');
+  const scope = typeof body.scope === 'string' ? body.scope : SCOPE;
+  const sub = typeof body.sub === 'string' && body.sub ? body.sub : 'alice';
+  const client = await provider.Client.find(clientId);
+  if (!client) throw new HttpError(400, `unknown client ${clientId}`);
+  const scopes = new Set(scope.split(' ').filter(Boolean));
+  for (const s of scopes) {
+    if (!SCOPE.split(' ').includes(s)) throw new HttpError(400, `unknown scope ${s}`);
+  }
+  const scopeText = [...scopes].join(' ');
+
+  const grant = new provider.Grant({ accountId: sub, clientId });
+  grant.addOIDCScope(scopeText);
+  const grantId = await grant.save();
+
+  const common = {
+    accountId: sub,
+    client,
+    grantId,
+    gty: 'authorization_code',
+    expiresWithSession: false,
+    scope: scopeText,
+  };
+  const at = new provider.AccessToken(common);
+  const accessToken = await at.save();
+  const response = {
+    access_token: accessToken,
+    token_type: 'Bearer',
+    expires_in: at.expiration,
+    scope: scopeText,
+  };
+
+  if (client.grantTypeAllowed('refresh_token') && scopes.has('offline_access')) {
+    const rt = new provider.RefreshToken({ ...common, rotations: 0 });
+    response.refresh_token = await rt.save();
+  }
+
+  if (scopes.has('openid')) {
+    const idToken = new provider.IdToken({ sub }, { client });
+    idToken.scope = 'openid';
+    idToken.set('at_hash', accessToken);
+    response.id_token = await idToken.issue({ use: 'idtoken' });
+  }
+
+  return response;
+}
+
+async function revokeGrant(provider, body) {
+  const value = requireString(body, 'refresh_token');
+  const rt = await provider.RefreshToken.find(value, { ignoreExpiration: true });
+  if (!rt?.grantId) throw new HttpError(404, 'refresh token not found');
+  await Promise.all([
+    provider.AccessToken.adapter.revokeByGrantId(rt.grantId),
+    provider.RefreshToken.adapter.revokeByGrantId(rt.grantId),
+    provider.Grant.adapter.destroy(rt.grantId),
+  ]);
+  return { revoked: true };
+}
+
+async function controlRoute(provider, ctx) {
+  const route = `${ctx.method} ${ctx.path}`;
+  switch (route) {
+    case 'POST /test/grant':
+      return mintGrant(provider, await readJson(ctx.req));
+    case 'GET /test/stats':
+      return stats;
+    case 'POST /test/stats/reset': {
+      // Requests still running keep counting down in_flight.
+      const inFlight = stats.in_flight;
+      stats = zeroStats();
+      stats.in_flight = inFlight;
+      stats.max_in_flight = inFlight;
+      return stats;
+    }
+    case 'GET /test/config':
+      return config;
+    case 'POST /test/config': {
+      const body = await readJson(ctx.req);
+      const accessTtl = optionalNonNegativeInt(body, 'access_ttl');
+      const delay = optionalNonNegativeInt(body, 'token_delay_ms');
+      if (accessTtl === 0) throw new HttpError(400, '"access_ttl" must be at least 1');
+      if (body.openid_configuration !== undefined && typeof body.openid_configuration !== 'boolean') {
+        throw new HttpError(400, '"openid_configuration" must be a boolean');
+      }
+      if (accessTtl !== undefined) config.access_ttl = accessTtl;
+      if (delay !== undefined) config.token_delay_ms = delay;
+      if (body.openid_configuration !== undefined) {
+        config.openid_configuration = body.openid_configuration;
+      }
+      log('config', JSON.stringify(config));
+      return config;
+    }
+    case 'POST /test/introspect': {
+      const body = await readJson(ctx.req);
+      return { active: await isActive(provider, requireString(body, 'token')) };
+    }
+    case 'POST /test/revoke-grant':
+      return revokeGrant(provider, await readJson(ctx.req));
+    default:
+      throw new HttpError(404, `no test route ${route}`);
+  }
+}
+
+// oidc-provider accepts client_secret_basic and client_secret_post interchangeably for a
+// client registered with either. Real providers may not, so the test provider insists on the
+// registered method: true when a secret arrives the other way.
+async function authMethodMismatch(provider, ctx, form) {
+  const header = ctx.get('authorization');
+  let clientId;
+  let presented;
+  if (typeof form.client_secret === 'string' && !header) {
+    presented = 'client_secret_post';
+    clientId = form.client_id;
+  } else if (/^basic /i.test(header) && form.client_secret === undefined) {
+    presented = 'client_secret_basic';
+    const decoded = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    if (colon === -1) return false;
+    try {
+      clientId = decodeURIComponent(decoded.slice(0, colon).replace(/\+/g, ' '));
+    } catch {
+      return false;
+    }
+  } else {
+    return false; // none, JWT assertions, or malformed: oidc-provider decides
+  }
+  if (typeof clientId !== 'string') return false;
+  const client = await provider.Client.find(clientId);
+  const registered = client?.clientAuthMethod;
+  return (registered === 'client_secret_basic' || registered === 'client_secret_post')
+    && registered !== presented;
+}
+
+function installMiddleware(provider) {
+  provider.use(async (ctx, next) => {
+    if (ctx.path.startsWith('/test/')) {
+      try {
+        ctx.body = await controlRoute(provider, ctx);
+      } catch (err) {
+        if (!(err instanceof HttpError)) log('control route failed:', err);
+        ctx.status = err instanceof HttpError ? err.status : 500;
+        ctx.body = { error: err.message };
+      }
+      return;
+    }
+
+    if (ctx.path === '/.well-known/openid-configuration' && !config.openid_configuration) {
+      ctx.status = 404;
+      ctx.body = { error: 'not_found', error_description: 'openid-configuration disabled by the test' };
+      return;
+    }
+    if (ctx.path === '/.well-known/oauth-authorization-server') {
+      // RFC 8414 metadata: the same document as OpenID discovery.
+      ctx.path = '/.well-known/openid-configuration';
+      await next();
+      return;
+    }
+
+    if (ctx.path === '/token' && ctx.method === 'POST') {
+      stats.token_requests += 1;
+      stats.in_flight += 1;
+      stats.max_in_flight = Math.max(stats.max_in_flight, stats.in_flight);
+      let form = {};
+      try {
+        // Read the body here (oidc-provider then parses ctx.request.body) to see the grant
+        // type and the client authentication.
+        const raw = await readRaw(ctx.req);
+        ctx.request.body = raw;
+        if (ctx.is('application/x-www-form-urlencoded')) form = querystring.parse(raw);
+        if (config.token_delay_ms > 0) {
+          await new Promise((resolve) => {
+            setTimeout(resolve, config.token_delay_ms);
+          });
+        }
+        if (await authMethodMismatch(provider, ctx, form)) {
+          ctx.status = 401;
+          ctx.set('WWW-Authenticate', 'Basic realm="tokd-test-idp"');
+          ctx.body = { error: 'invalid_client', error_description: 'client authentication failed' };
+          log('token endpoint error: invalid_client - authentication method differs from the registered one');
+          return;
+        }
+        await next();
+      } finally {
+        stats.in_flight -= 1;
+        if (form.grant_type === 'refresh_token') stats.refresh_requests += 1;
+        if (form.grant_type === 'client_credentials') stats.client_credentials_requests += 1;
+        if (ctx.status >= 400) stats.failed_requests += 1;
+      }
+      return;
+    }
+
+    await next();
+  });
+
+  provider.on('grant.error', (ctx, err) => {
+    log('token endpoint error:', err.error, '-', err.error_detail ?? err.error_description);
+  });
+  provider.on('server_error', (ctx, err) => {
+    log('server error:', err);
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// Startup and shutdown.
+
+const server = http.createServer();
+
+function shutdown(why) {
+  log(`exiting: ${why}`);
+  server.closeAllConnections?.();
+  server.close();
+  process.exit(0);
+}
+
+process.on('SIGTERM', () => shutdown('SIGTERM'));
+process.on('SIGINT', () => shutdown('SIGINT'));
+process.stdin.on('end', () => shutdown('stdin closed'));
+process.stdin.on('close', () => shutdown('stdin closed'));
+process.stdin.on('error', () => shutdown('stdin error'));
+process.stdin.resume();
+
+server.listen(0, '127.0.0.1', () => {
+  const { port } = server.address();
+  const issuer = `http://127.0.0.1:${port}`;
+  const provider = new Provider(issuer, providerConfig);
+  installMiddleware(provider);
+  server.on('request', provider.callback());
+  log(`listening on ${issuer}`);
+  process.stdout.write(`${JSON.stringify({ ready: true, issuer })}\n`);
+});

@@ -14,6 +14,32 @@ use tokd_protocol::frame::{DEFAULT_MAX_FRAME, encode_frame, read_frame_blocking}
 use tokd_protocol::{Hello, HelloAck};
 pub mod idp;
 
+/// Polls `check` every 20 ms until it returns `Some`, failing after `limit` with `what`.
+///
+/// # Panics
+/// When the deadline passes.
+pub fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A provider table for the test identity provider.
+pub fn idp_provider(name: &str, issuer: &str, extra: &str) -> String {
+    format!(
+        "[providers.{name}]\nissuer = \"{issuer}\"\nclient_id = \"tokd-test\"\n\
+         client_secret = \"tokd-test-secret\"\nscope = \"openid offline_access api\"\n{extra}\n"
+    )
+}
+
 /// Paths of the freshly built binaries.
 #[derive(Debug)]
 pub struct Binaries {
@@ -275,14 +301,58 @@ impl TestDaemon {
         run_with_stdin(cmd, stdin)
     }
 
-    /// Imports a session from a token-response JSON; panics with the output on failure.
+    /// Imports a session of provider `corp` from a token-response JSON; panics with the
+    /// output on failure.
     pub fn add(&self, name: &str, token_response: &str) {
-        let out = self.tokd_with_stdin(&["add", name, "--provider", "corp"], Some(token_response));
+        self.add_as(name, "corp", token_response);
+    }
+
+    /// Imports a session of `provider`; panics with the output on failure.
+    pub fn add_as(&self, name: &str, provider: &str, token_response: &str) {
+        let out =
+            self.tokd_with_stdin(&["add", name, "--provider", provider], Some(token_response));
         assert!(
             out.status.success(),
             "tokd add {name} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// Rewrites the config file with new extra tables (takes effect at the next start).
+    ///
+    /// # Errors
+    /// When the file cannot be written.
+    pub fn set_extra_config(&mut self, extra_config: &str) -> Result<()> {
+        extra_config.clone_into(&mut self.extra_config);
+        self.write_config()
+    }
+
+    /// `tokd status NAME --json`'s session object.
+    pub fn session_json(&self, name: &str) -> serde_json::Value {
+        let out = self.tokd(&["status", name, "--json"]);
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "status of {name} is not JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        json["sessions"][0].clone()
+    }
+
+    /// `tokd get NAME ARGS…`: the token, or the error output.
+    pub fn get(&self, name: &str, args: &[&str]) -> std::result::Result<String, String> {
+        let mut all = vec!["get", name];
+        all.extend_from_slice(args);
+        let out = self.tokd(&all);
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
+        } else {
+            Err(format!(
+                "exit {:?}: {}",
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
     }
 }
 

@@ -406,6 +406,12 @@ async fn attempt(
             };
             let persist = match &err {
                 ProviderError::NeedsLogin(reason) => {
+                    if interrupted {
+                        // Refusing a refresh token that was already presented is how reuse
+                        // detection revokes a whole grant, its access tokens included: stop
+                        // serving the old access token too.
+                        record.expires_at_ms = record.expires_at_ms.min(sent_at);
+                    }
                     record.refresh_token = None;
                     record.refresh_expires_at_ms = None;
                     record.terminal = Some(Terminal::NeedsLogin {

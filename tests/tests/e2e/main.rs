@@ -1,7 +1,9 @@
 //! End-to-end tests: the real `tokd-daemon` and `tokd` binaries in temp dirs.
 
 mod cli;
+mod clock;
 mod idp_smoke;
+mod refresh;
 mod server;
 mod sessions;
 mod storage;

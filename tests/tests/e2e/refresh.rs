@@ -341,3 +341,99 @@ fn expires_in_one_second_cannot_drive_a_hot_loop() {
     );
     assert!(stats.refresh_requests >= 1, "the engine still refreshes");
 }
+
+#[test]
+fn refreshes_in_flight_stay_within_the_provider_limit() {
+    let idp = idp();
+    idp.set_access_ttl(600).expect("ttl");
+    let d = daemon(&idp, "max_concurrent_refreshes = 2");
+    for i in 0..8 {
+        d.add_as(&format!("s{i}"), "idp", &mint(&idp));
+    }
+    idp.set_token_delay(300).expect("delay");
+    idp.reset_stats().expect("reset");
+    std::thread::scope(|scope| {
+        for i in 0..8 {
+            let d = &d;
+            scope.spawn(move || {
+                let out = d.tokd(&["refresh", &format!("s{i}")]);
+                assert!(out.status.success(), "{}", stderr(&out));
+            });
+        }
+    });
+    let stats = idp.stats().expect("stats");
+    assert_eq!(stats.refresh_requests, 8, "{stats:?}");
+    assert!(stats.max_in_flight <= 2, "{stats:?}");
+    assert!(stats.max_in_flight >= 1);
+}
+
+#[test]
+fn sigterm_waits_for_a_refresh_that_was_sent_and_keeps_its_result() {
+    let idp = idp();
+    idp.set_access_ttl(600).expect("ttl");
+    let mut d = daemon(&idp, "");
+    d.add_as("s", "idp", &mint(&idp));
+    idp.set_token_delay(2000).expect("delay");
+    let mut cmd = std::process::Command::new(&tokd_e2e::binaries().tokd);
+    cmd.arg("--socket").arg(d.socket()).args(["refresh", "s"]);
+    tokd_e2e::isolate_env(&mut cmd, d.dir.path());
+    let mut refresh = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("tokd refresh");
+    wait_for(
+        Duration::from_secs(20),
+        "the refresh to reach the provider",
+        || (idp.stats().expect("stats").in_flight >= 1).then_some(()),
+    );
+    let status = d.stop().expect("stops");
+    assert!(status.success(), "exit {status}: {}", d.log());
+    let _ = refresh.wait();
+    assert_eq!(
+        idp.stats().expect("stats").in_flight,
+        0,
+        "the answer was awaited"
+    );
+    idp.set_token_delay(0).expect("delay");
+
+    // The rotated refresh token was persisted before the daemon exited.
+    d.start_again().expect("starts");
+    assert_eq!(d.session_json("s")["refresh_count"], 1);
+    let out = d.tokd(&["refresh", "s"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        idp.stats().expect("stats").failed_requests,
+        0,
+        "{}",
+        idp.log()
+    );
+}
+
+#[test]
+fn a_refresh_token_is_never_sent_to_another_origin() {
+    let idp = idp();
+    let endpoint = idp.token_endpoint();
+    let table = |url: &str| {
+        format!(
+            "[providers.idp]\ntoken_endpoint = \"{url}\"\nclient_id = \"tokd-test\"\n\
+             client_secret = \"tokd-test-secret\"\n"
+        )
+    };
+    let mut d = TestDaemon::start_with(&table(&endpoint)).expect("daemon starts");
+    d.add_as("s", "idp", &mint(&idp));
+    // Same server, other origin (localhost instead of 127.0.0.1).
+    let moved = endpoint.replace("127.0.0.1", "localhost");
+    d.set_extra_config(&table(&moved)).expect("config");
+    d.restart().expect("restarts");
+    idp.reset_stats().expect("reset");
+    let out = d.tokd(&["refresh", "s"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("never sent elsewhere"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(idp.stats().expect("stats").token_requests, 0);
+    assert_eq!(d.session_json("s")["state"], "needs_config");
+}

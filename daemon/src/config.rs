@@ -187,6 +187,8 @@ pub struct ProviderConfig {
     pub default_lifetime: Option<HumanDuration>,
     /// Cap on this provider's refreshes in flight.
     pub max_concurrent_refreshes: Option<usize>,
+    /// Total time a token request may take (default 30 s).
+    pub request_timeout: Option<HumanDuration>,
     /// JSON kind: the refresh URL.
     pub refresh_url: Option<String>,
     /// JSON kind: request body fields, templated (`{refresh_token}`, `{attr.NAME}`).
@@ -490,6 +492,14 @@ fn validate_provider(name: &str, p: &ProviderConfig) -> Result<(), String> {
                 ));
             }
         }
+    }
+    if let Some(t) = p.request_timeout
+        && !(std::time::Duration::from_millis(100)..=std::time::Duration::from_secs(300))
+            .contains(&t.0)
+    {
+        return Err(format!(
+            "[providers.{name}]: request_timeout must be between 100ms and 5m"
+        ));
     }
     Ok(())
 }

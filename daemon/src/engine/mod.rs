@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Grant;
-use crate::providers::{Provider, ProviderError, Providers, TokenGrant};
+use crate::providers::{Provider, ProviderError, Providers, TokenGrant, TokenRequest};
 use crate::sessions::{RefreshResult, Runtime, Session, SessionError, Slot, human_ms, status_of};
 use crate::state::DaemonState;
 use crate::store::{SessionRecord, Terminal};
@@ -352,19 +352,28 @@ async fn attempt(
     let result = provider
         .request_token(
             &providers.client,
-            grant,
-            &headers,
-            record.refresh_origin.as_deref(),
-            sent_at,
+            TokenRequest {
+                grant,
+                attrs: &record.attrs,
+                session_headers: &headers,
+                bound_origin: record.refresh_origin.as_deref(),
+                sent_at,
+            },
         )
         .await;
     match result {
         Ok(obtained) => {
             let t = obtained.tokens;
             let expires_at_ms = t.expires_at_ms;
-            record.access_token = t.access_token;
-            record.token_type = t.token_type;
-            record.expires_at_ms = t.expires_at_ms;
+            // An answer whose token is already expired (expires_in 0 or negative, an expiry
+            // in the past) is a failure for the session, but its refresh token may be the
+            // only valid one now: keep that, and keep serving the old access token.
+            let dead_on_arrival = expires_at_ms <= state.clock.now_ms();
+            if !dead_on_arrival {
+                record.access_token = t.access_token;
+                record.token_type = t.token_type;
+                record.expires_at_ms = t.expires_at_ms;
+            }
             if let Some(rt) = t.refresh_token {
                 record.refresh_token = Some(rt);
                 record.refresh_expires_at_ms = t.refresh_expires_at_ms;
@@ -384,7 +393,19 @@ async fn attempt(
             if use_refresh_token {
                 record.refresh_origin = Some(obtained.origin);
             }
-            match commit(state, session, &record).await {
+            let committed = commit(state, session, &record).await;
+            if dead_on_arrival && !matches!(committed, Ok(false)) {
+                if let Err(e) = &committed {
+                    tracing::error!(session = %session.name, error = %e, "cannot persist refreshed tokens; serving them from memory");
+                    replace_record(session, record);
+                }
+                return Outcome::Failed(ProviderError::retryable(format!(
+                    "the provider answered with a token that is already expired (expires {} \
+                     before the answer arrived)",
+                    human_ms(state.clock.now_ms() - expires_at_ms)
+                )));
+            }
+            match committed {
                 Ok(true) => Outcome::Refreshed { expires_at_ms },
                 Ok(false) => Outcome::Stale,
                 Err(e) => {

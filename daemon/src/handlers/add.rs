@@ -8,9 +8,8 @@ use tokd_protocol::{ErrorCode, ErrorReply, Response};
 
 use crate::config::Grant;
 use crate::engine;
-use crate::providers::{ProviderError, TokenGrant};
+use crate::providers::{ProviderError, TokenGrant, TokenRequest};
 use crate::sessions::NewSession;
-use crate::sessions::import::parse_token_response;
 use crate::state::DaemonState;
 
 pub(super) async fn handle(req: AddRequest, state: &Arc<DaemonState>) -> Response {
@@ -51,8 +50,7 @@ async fn add(
     let now = state.clock.now_ms();
     let (tokens, origin) = match &req.token_response {
         Some(json) => {
-            let tokens = parse_token_response(json.expose(), now, provider.default_lifetime())
-                .map_err(|e| invalid(e.to_string()))?;
+            let tokens = provider.parse_import(json.expose(), now).map_err(invalid)?;
             (tokens, provider.static_origin())
         }
         None if provider.grant() == Grant::ClientCredentials => {
@@ -64,10 +62,13 @@ async fn add(
             let obtained = provider
                 .request_token(
                     &providers.client,
-                    TokenGrant::ClientCredentials,
-                    &headers,
-                    None,
-                    now,
+                    TokenRequest {
+                        grant: TokenGrant::ClientCredentials,
+                        attrs: &req.attrs,
+                        session_headers: &headers,
+                        bound_origin: None,
+                        sent_at: now,
+                    },
                 )
                 .await
                 .map_err(|e| {

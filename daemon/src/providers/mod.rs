@@ -6,6 +6,7 @@
 //! fix.
 
 pub mod http;
+pub mod json;
 pub mod oauth2;
 
 use std::collections::HashMap;
@@ -17,8 +18,8 @@ use tokd_protocol::{EpochMs, Secret};
 use tokio::sync::Semaphore;
 use url::Url;
 
-use crate::config::{AuthMethod, Config, ConfigError, Grant, ProviderConfig};
-use crate::sessions::import::TokenSet;
+use crate::config::{AuthMethod, Config, ConfigError, Grant, ProviderConfig, ProviderKind};
+use crate::sessions::import::{TokenSet, parse_token_response};
 
 /// Default cap on one provider's refreshes in flight.
 pub const DEFAULT_PER_PROVIDER_CONCURRENCY: usize = 4;
@@ -65,6 +66,21 @@ pub enum TokenGrant<'a> {
     },
     /// RFC 6749 §4.4: a fresh grant for the client itself.
     ClientCredentials,
+}
+
+/// Everything a token request needs besides the provider.
+#[derive(Debug)]
+pub struct TokenRequest<'a> {
+    /// What to ask for.
+    pub grant: TokenGrant<'a>,
+    /// The session's attributes (for JSON request templates).
+    pub attrs: &'a [(String, String)],
+    /// The session's extra headers.
+    pub session_headers: &'a std::collections::BTreeMap<String, String>,
+    /// The origin the refresh token is bound to, if known.
+    pub bound_origin: Option<&'a str>,
+    /// Wall-clock time the request is sent; `expires_in` counts from it.
+    pub sent_at: EpochMs,
 }
 
 /// Tokens from a successful request, and where they came from.
@@ -128,39 +144,72 @@ impl Provider {
         self.config.default_lifetime.map(|d| d.0)
     }
 
-    /// The origin a refresh token imported for this provider is bound to, when it is known
-    /// without network access (a configured token endpoint).
-    pub fn static_origin(&self) -> Option<String> {
+    /// Total time one token request may take.
+    pub fn request_timeout(&self) -> Duration {
         self.config
-            .token_endpoint
-            .as_deref()
-            .and_then(|u| Url::parse(u).ok())
+            .request_timeout
+            .map_or(http::REQUEST_TIMEOUT, |d| d.0)
+    }
+
+    /// The origin a refresh token imported for this provider is bound to, when it is known
+    /// without network access (a configured token endpoint or refresh URL).
+    pub fn static_origin(&self) -> Option<String> {
+        let url = match self.config.kind {
+            ProviderKind::Oauth2 => self.config.token_endpoint.as_deref(),
+            ProviderKind::Json => self.config.refresh_url.as_deref(),
+        };
+        url.and_then(|u| Url::parse(u).ok())
             .map(|u| http::origin(&u))
     }
 
-    /// Asks the token endpoint for tokens.
+    /// Reads a token response given to `tokd add`, in this provider's answer format.
     ///
-    /// `sent_at` is the wall-clock time the request is sent; `expires_in` counts from it.
+    /// # Errors
+    /// A message saying what is missing or malformed (never quoting the input).
+    pub fn parse_import(&self, text: &str, now: EpochMs) -> Result<TokenSet, String> {
+        match self.config.kind {
+            ProviderKind::Oauth2 => {
+                parse_token_response(text, now, self.default_lifetime()).map_err(|e| e.to_string())
+            }
+            // The backend's own shape first; the generic RFC 6749 shape as a fallback.
+            ProviderKind::Json => json::ResponseMap::of(&self.config)
+                .parse(text.as_bytes(), now, self.default_lifetime())
+                .or_else(|_| parse_token_response(text, now, self.default_lifetime()))
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Asks the provider for tokens.
     ///
     /// # Errors
     /// A classified [`ProviderError`].
     pub async fn request_token(
         &self,
         client: &reqwest::Client,
-        grant: TokenGrant<'_>,
-        session_headers: &std::collections::BTreeMap<String, String>,
-        bound_origin: Option<&str>,
-        sent_at: EpochMs,
+        req: TokenRequest<'_>,
     ) -> Result<Obtained, ProviderError> {
-        let endpoints = self.endpoints(client).await?;
-        let token_url = endpoints.token.ok_or_else(|| {
-            ProviderError::NeedsConfig(format!(
-                "provider {:?} has no token endpoint (set token_endpoint or an issuer with discovery)",
-                self.name
-            ))
-        })?;
-        let origin = http::origin(&token_url);
-        if let (TokenGrant::Refresh { .. }, Some(bound)) = (&grant, bound_origin)
+        let url = match self.config.kind {
+            ProviderKind::Oauth2 => self.endpoints(client).await?.token.ok_or_else(|| {
+                ProviderError::NeedsConfig(format!(
+                    "provider {:?} has no token endpoint (set token_endpoint or an issuer with discovery)",
+                    self.name
+                ))
+            })?,
+            ProviderKind::Json => {
+                let raw = self.config.refresh_url.as_deref().unwrap_or_default();
+                let url = Url::parse(raw).map_err(|e| {
+                    ProviderError::NeedsConfig(format!(
+                        "provider {:?}: refresh_url {raw:?} is not a URL: {e}",
+                        self.name
+                    ))
+                })?;
+                http::check_secure(&url)
+                    .map_err(|e| ProviderError::NeedsConfig(format!("provider {:?}: {e}", self.name)))?;
+                url
+            }
+        };
+        let origin = http::origin(&url);
+        if let (TokenGrant::Refresh { .. }, Some(bound)) = (&req.grant, req.bound_origin)
             && bound != origin
         {
             return Err(ProviderError::NeedsConfig(format!(
@@ -169,9 +218,30 @@ impl Provider {
                 self.name
             )));
         }
-        let tokens =
-            oauth2::token_request(self, client, &token_url, grant, session_headers, sent_at)
-                .await?;
+        let tokens = match (self.config.kind, &req.grant) {
+            (ProviderKind::Json, TokenGrant::Refresh { refresh_token }) => {
+                json::refresh(
+                    self,
+                    client,
+                    &url,
+                    refresh_token,
+                    req.attrs,
+                    req.session_headers,
+                    req.sent_at,
+                )
+                .await?
+            }
+            (ProviderKind::Json, TokenGrant::ClientCredentials) => {
+                return Err(ProviderError::NeedsConfig(format!(
+                    "provider {:?} is a json refresh endpoint; it cannot issue tokens without a refresh token",
+                    self.name
+                )));
+            }
+            (ProviderKind::Oauth2, grant) => {
+                oauth2::token_request(self, client, &url, grant, req.session_headers, req.sent_at)
+                    .await?
+            }
+        };
         Ok(Obtained { tokens, origin })
     }
 

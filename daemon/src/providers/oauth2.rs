@@ -24,13 +24,13 @@ pub async fn token_request(
     provider: &Provider,
     client: &reqwest::Client,
     url: &Url,
-    grant: TokenGrant<'_>,
+    grant: &TokenGrant<'_>,
     session_headers: &BTreeMap<String, String>,
     sent_at: EpochMs,
 ) -> Result<TokenSet, ProviderError> {
     let cfg = &provider.config;
     let mut form: Vec<(&str, String)> = Vec::new();
-    match &grant {
+    match grant {
         TokenGrant::Refresh { refresh_token } => {
             form.push(("grant_type", "refresh_token".into()));
             form.push(("refresh_token", refresh_token.expose().to_owned()));
@@ -76,7 +76,10 @@ pub async fn token_request(
             form.push(("client_id", client_id));
         }
     }
-    for (k, v) in cfg.headers.iter().chain(session_headers.iter()) {
+    // Session headers win over provider headers of the same name.
+    let mut headers = cfg.headers.clone();
+    headers.extend(session_headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+    for (k, v) in &headers {
         request = request.header(k.as_str(), v.as_str());
     }
     let body = zeroize::Zeroizing::new(encode_form(&form));

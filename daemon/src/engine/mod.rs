@@ -103,7 +103,8 @@ pub fn start(state: &Arc<DaemonState>) {
 pub async fn shutdown(state: &DaemonState) {
     state.engine.stop.cancel();
     state.engine.tasks.close();
-    let limit = crate::providers::http::REQUEST_TIMEOUT + Duration::from_secs(5);
+    // A request that was sent is awaited for as long as it may take, plus time to persist.
+    let limit = state.providers().longest_request_timeout() + Duration::from_secs(5);
     if tokio::time::timeout(limit, state.engine.tasks.wait())
         .await
         .is_err()
@@ -145,10 +146,15 @@ pub async fn get(state: &Arc<DaemonState>, req: &GetRequest) -> Result<TokenRepl
         Err(SessionError::Corrupt { .. }) => return cached,
         _ => {}
     }
-    if let Some(mut rx) = start_or_join(state, &session) {
+    if let Some(mut rx) = start_or_join(state, &session, Trigger::OnDemand) {
         let wait = Duration::from_millis(req.wait_ms).min(MAX_WAIT);
         let _ = tokio::time::timeout(wait, rx.wait_for(Option::is_some)).await;
     }
+    // Removed or replaced while we waited: answer for the name as it is now.
+    let session = state
+        .sessions
+        .find(&req.name)
+        .ok_or_else(|| SessionError::NotFound(req.name.clone()))?;
     state
         .sessions
         .token_of(&session, req.min_valid_ms, req.include_id_token, &config)
@@ -167,15 +173,16 @@ pub async fn refresh_now(
         .sessions
         .find(name)
         .ok_or_else(|| ErrorReply::from(SessionError::NotFound(name.to_owned())))?;
-    let Some(mut rx) = start_or_join(state, &session) else {
+    let Some(mut rx) = start_or_join(state, &session, Trigger::Forced) else {
         return Err(why_not_refreshable(state, &session));
     };
     let wait = wait.min(MAX_WAIT);
-    match tokio::time::timeout(wait, rx.wait_for(Option::is_some)).await {
-        Ok(Ok(result)) => match result.clone() {
-            Some(Ok(())) | None => Ok(status_of(&session, &state.config(), state.clock.now_ms())),
-            Some(Err(e)) => Err(e),
-        },
+    let waited = tokio::time::timeout(wait, rx.wait_for(Option::is_some))
+        .await
+        .map(|r| r.map(|result| result.clone()));
+    match waited {
+        Ok(Ok(Some(Err(e)))) => Err(e),
+        Ok(Ok(_)) => Ok(status_of(&session, &state.config(), state.clock.now_ms())),
         Ok(Err(_)) => Err(ErrorReply::new(
             ErrorCode::ShuttingDown,
             "the daemon stopped the refresh",
@@ -247,12 +254,25 @@ fn random_jitter(record: &SessionRecord) -> i64 {
     (rand::random::<f64>() * max as f64) as i64
 }
 
+/// Who wants a refresh: it decides whether a planned retry time is respected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The scheduler: the session is due (or its retry time has come).
+    Scheduled,
+    /// A `get` whose token has less than `min_valid` left: it joins a refresh in flight, but
+    /// never starts one before a planned retry (backoff, `Retry-After`).
+    OnDemand,
+    /// `tokd refresh`: starts one now, subject only to the minimum interval.
+    Forced,
+}
+
 /// Starts a refresh of `session` or joins the one in flight. `None` when the session cannot
-/// be refreshed (terminal, no refresh token, unknown provider, corrupt) or the daemon is
-/// stopping.
+/// be refreshed (terminal, no refresh token, unknown provider, corrupt), the daemon is
+/// stopping, or an on-demand request comes before a planned retry.
 pub fn start_or_join(
     state: &Arc<DaemonState>,
     session: &Arc<Session>,
+    trigger: Trigger,
 ) -> Option<watch::Receiver<Option<RefreshResult>>> {
     let providers = state.providers();
     let mut slot = session.lock();
@@ -265,6 +285,13 @@ pub fn start_or_join(
     if state.engine.stop.is_cancelled() {
         return None;
     }
+    if trigger == Trigger::OnDemand
+        && runtime
+            .retry_at_ms
+            .is_some_and(|at| at > state.clock.now_ms())
+    {
+        return None;
+    }
     let provider = refresher(record, &providers)?;
     let lifetime = timing::lifetime_ms(obtained_at(record), record.expires_at_ms);
     let not_before = runtime
@@ -273,13 +300,41 @@ pub fn start_or_join(
     let (tx, rx) = watch::channel(None);
     runtime.inflight = Some(rx.clone());
     drop(slot);
-    let st = state.clone();
-    let s = session.clone();
+    let mut guard = InflightGuard {
+        state: state.clone(),
+        session: session.clone(),
+        tx: Some(tx),
+    };
     state.engine.tasks.spawn(async move {
-        let outcome = attempt(&st, &s, &provider, not_before).await;
-        finish(&st, &s, &tx, outcome);
+        let outcome = attempt(&guard.state, &guard.session, &provider, not_before).await;
+        if let Some(tx) = guard.tx.take() {
+            finish(&guard.state, &guard.session, &tx, outcome);
+        }
     });
     Some(rx)
+}
+
+/// Ends a refresh task that never reached `finish` (a panic): the session is not left
+/// `refreshing` forever, its waiters hear about it, and it is planned again.
+struct InflightGuard {
+    state: Arc<DaemonState>,
+    session: Arc<Session>,
+    tx: Option<watch::Sender<Option<RefreshResult>>>,
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        let Some(tx) = self.tx.take() else { return };
+        tracing::error!(session = %self.session.name, "a refresh task ended abnormally");
+        finish(
+            &self.state,
+            &self.session,
+            &tx,
+            Outcome::Failed(ProviderError::retryable(
+                "internal error during the refresh",
+            )),
+        );
+    }
 }
 
 /// One refresh attempt, from waiting for its turn to committing its result.
@@ -302,17 +357,16 @@ async fn attempt(
             () = stop.cancelled() => return stopping(),
         }
     }
-    let _global = tokio::select! {
-        p = state.engine.global.clone().acquire_owned() => p,
-        () = stop.cancelled() => return stopping(),
-    };
+    // The provider's own cap first: waiting for it must not hold a global permit that
+    // another provider's refresh could use.
     let _per_provider = tokio::select! {
         p = provider.semaphore.clone().acquire_owned() => p,
         () = stop.cancelled() => return stopping(),
     };
-    if stop.is_cancelled() {
-        return stopping();
-    }
+    let _global = tokio::select! {
+        p = state.engine.global.clone().acquire_owned() => p,
+        () = stop.cancelled() => return stopping(),
+    };
     let (mut record, interrupted) = {
         let mut slot = session.lock();
         let Slot::Live { record, runtime } = &mut *slot else {
@@ -321,7 +375,30 @@ async fn attempt(
         runtime.last_attempt = Some(Instant::now());
         (record.as_ref().clone(), runtime.interrupted)
     };
+    let client = state.providers().client.clone();
     let use_refresh_token = provider.grant() == Grant::RefreshToken;
+    // Resolve (and discover) the endpoint before anything is marked or sent.
+    let url = match provider.target(&client).await {
+        Ok(url) => url,
+        Err(e) => return Outcome::Failed(e.nothing_sent()),
+    };
+    if use_refresh_token
+        && let Err(e) = provider.check_binding(&url, record.refresh_origin.as_deref())
+    {
+        return fail(
+            state,
+            session,
+            record,
+            use_refresh_token,
+            interrupted,
+            e,
+            i64::MAX,
+        )
+        .await;
+    }
+    if stop.is_cancelled() {
+        return stopping();
+    }
     let sent_at = state.clock.now_ms();
     if use_refresh_token {
         // The crash window: mark the refresh as in flight before the provider can rotate.
@@ -330,12 +407,13 @@ async fn attempt(
             Ok(true) => {}
             Ok(false) => return Outcome::Stale,
             Err(e) => {
-                return Outcome::Aborted(ErrorReply::new(
-                    ErrorCode::Internal,
-                    format!("cannot persist the refresh mark: {e}"),
-                ));
+                return Outcome::Failed(ProviderError::retryable(format!(
+                    "cannot persist the refresh mark, so nothing was sent: {e}"
+                )));
             }
         }
+    } else if !state.sessions.is_current(session) {
+        return Outcome::Stale;
     }
     let config = state.config();
     let headers = config
@@ -343,15 +421,15 @@ async fn attempt(
         .get(&session.name)
         .map(|s| s.headers.clone())
         .unwrap_or_default();
-    let providers = state.providers();
     let grant = match (&record.refresh_token, use_refresh_token) {
         (Some(rt), true) => TokenGrant::Refresh { refresh_token: rt },
         _ => TokenGrant::ClientCredentials,
     };
     tracing::debug!(session = %session.name, provider = %provider.name, "refresh request sent");
     let result = provider
-        .request_token(
-            &providers.client,
+        .send(
+            &client,
+            &url,
             TokenRequest {
                 grant,
                 attrs: &record.attrs,
@@ -361,109 +439,132 @@ async fn attempt(
             },
         )
         .await;
-    match result {
-        Ok(obtained) => {
-            let t = obtained.tokens;
-            let expires_at_ms = t.expires_at_ms;
-            // An answer whose token is already expired (expires_in 0 or negative, an expiry
-            // in the past) is a failure for the session, but its refresh token may be the
-            // only valid one now: keep that, and keep serving the old access token.
-            let dead_on_arrival = expires_at_ms <= state.clock.now_ms();
-            if !dead_on_arrival {
-                record.access_token = t.access_token;
-                record.token_type = t.token_type;
-                record.expires_at_ms = t.expires_at_ms;
-            }
-            if let Some(rt) = t.refresh_token {
-                record.refresh_token = Some(rt);
-                record.refresh_expires_at_ms = t.refresh_expires_at_ms;
-            } else if t.refresh_expires_at_ms.is_some() {
-                record.refresh_expires_at_ms = t.refresh_expires_at_ms;
-            }
-            if t.id_token.is_some() {
-                record.id_token = t.id_token;
-            }
-            if t.scope.is_some() {
-                record.scope = t.scope;
-            }
-            record.last_refresh_at_ms = Some(sent_at);
-            record.refresh_count += 1;
-            record.terminal = None;
-            record.in_flight_since_ms = None;
-            if use_refresh_token {
-                record.refresh_origin = Some(obtained.origin);
-            }
-            let committed = commit(state, session, &record).await;
-            if dead_on_arrival && !matches!(committed, Ok(false)) {
-                if let Err(e) = &committed {
-                    tracing::error!(session = %session.name, error = %e, "cannot persist refreshed tokens; serving them from memory");
-                    replace_record(session, record);
-                }
-                return Outcome::Failed(ProviderError::retryable(format!(
-                    "the provider answered with a token that is already expired (expires {} \
-                     before the answer arrived)",
-                    human_ms(state.clock.now_ms() - expires_at_ms)
-                )));
-            }
-            match committed {
-                Ok(true) => Outcome::Refreshed { expires_at_ms },
-                Ok(false) => Outcome::Stale,
-                Err(e) => {
-                    // The provider may have rotated: the new tokens exist only in memory now.
-                    // Serving them beats losing the session; the next refresh persists again.
-                    tracing::error!(session = %session.name, error = %e, "cannot persist refreshed tokens; serving them from memory");
-                    replace_record(session, record);
-                    Outcome::Refreshed { expires_at_ms }
-                }
-            }
+    let obtained = match result {
+        Ok(obtained) => obtained,
+        Err(e) => {
+            return fail(
+                state,
+                session,
+                record,
+                use_refresh_token,
+                interrupted,
+                e,
+                sent_at,
+            )
+            .await;
         }
-        Err(err) => {
-            let err = match (err, interrupted) {
-                (ProviderError::NeedsLogin(m), true) => ProviderError::NeedsLogin(format!(
-                    "refresh interrupted: a refresh was sent but its answer was lost, and the \
-                     provider now refuses the stored refresh token ({m})"
-                )),
-                (other, _) => other,
-            };
-            let persist = match &err {
-                ProviderError::NeedsLogin(reason) => {
-                    if interrupted {
-                        // Refusing a refresh token that was already presented is how reuse
-                        // detection revokes a whole grant, its access tokens included: stop
-                        // serving the old access token too.
-                        record.expires_at_ms = record.expires_at_ms.min(sent_at);
-                    }
-                    record.refresh_token = None;
-                    record.refresh_expires_at_ms = None;
-                    record.terminal = Some(Terminal::NeedsLogin {
-                        reason: reason.clone(),
-                    });
-                    record.in_flight_since_ms = None;
-                    true
-                }
-                ProviderError::NeedsConfig(reason) => {
-                    record.terminal = Some(Terminal::NeedsConfig {
-                        reason: reason.clone(),
-                    });
-                    record.in_flight_since_ms = None;
-                    true
-                }
-                // Sent without an answer: the outcome is unknown, so the mark stays.
-                ProviderError::Retryable { sent_no_answer, .. } => {
-                    let clear = use_refresh_token && !sent_no_answer;
-                    if clear {
-                        record.in_flight_since_ms = None;
-                    }
-                    clear
-                }
-            };
-            if persist && let Err(e) = commit(state, session, &record).await {
-                tracing::error!(session = %session.name, error = %e, "cannot persist a refresh failure");
-                replace_record(session, record);
-            }
-            Outcome::Failed(err)
+    };
+    let t = obtained.tokens;
+    let expires_at_ms = t.expires_at_ms;
+    let new_refresh_token = t.refresh_token.is_some();
+    if let Some(rt) = t.refresh_token {
+        record.refresh_token = Some(rt);
+        record.refresh_expires_at_ms = t.refresh_expires_at_ms;
+    } else if t.refresh_expires_at_ms.is_some() {
+        record.refresh_expires_at_ms = t.refresh_expires_at_ms;
+    }
+    if use_refresh_token {
+        record.refresh_origin = Some(obtained.origin);
+    }
+    record.in_flight_since_ms = None;
+    // An answer whose token is already expired (expires_in 0 or negative, an expiry in the
+    // past) is a failure for the session, but its refresh token may be the only valid one
+    // now: keep that, and keep serving the old access token.
+    let dead_on_arrival = expires_at_ms <= state.clock.now_ms();
+    if !dead_on_arrival {
+        record.access_token = t.access_token;
+        record.token_type = t.token_type;
+        record.expires_at_ms = t.expires_at_ms;
+        if t.id_token.is_some() {
+            record.id_token = t.id_token;
+        }
+        if t.scope.is_some() {
+            record.scope = t.scope;
+        }
+        record.last_refresh_at_ms = Some(sent_at);
+        record.refresh_count += 1;
+        record.terminal = None;
+    }
+    match commit(state, session, &record).await {
+        Ok(true) => {}
+        Ok(false) => return Outcome::Stale,
+        Err(e) => {
+            // The provider may have rotated: the new tokens exist only in memory now.
+            // Serving them beats losing the session; the next refresh persists again.
+            tracing::error!(session = %session.name, error = %e, "cannot persist refreshed tokens; serving them from memory");
+            replace_record(session, record);
         }
     }
+    if dead_on_arrival {
+        if new_refresh_token && let Slot::Live { runtime, .. } = &mut *session.lock() {
+            runtime.interrupted = false;
+        }
+        return Outcome::Failed(ProviderError::retryable(format!(
+            "the provider answered with a token that is already expired (expired {} before \
+             the answer arrived)",
+            human_ms(state.clock.now_ms().saturating_sub(expires_at_ms))
+        )));
+    }
+    Outcome::Refreshed { expires_at_ms }
+}
+
+/// Persists what a failed attempt means for the record, and returns it as the outcome.
+async fn fail(
+    state: &Arc<DaemonState>,
+    session: &Arc<Session>,
+    mut record: SessionRecord,
+    use_refresh_token: bool,
+    interrupted: bool,
+    err: ProviderError,
+    sent_at: EpochMs,
+) -> Outcome {
+    let err = match (err, interrupted) {
+        (ProviderError::NeedsLogin(m), true) => ProviderError::NeedsLogin(format!(
+            "refresh interrupted: a refresh was sent but its answer was lost, and the \
+             provider now refuses the stored refresh token ({m})"
+        )),
+        (other, _) => other,
+    };
+    let persist = match &err {
+        ProviderError::NeedsLogin(reason) => {
+            if interrupted {
+                // Refusing a refresh token that was already presented is how reuse
+                // detection revokes a whole grant, its access tokens included: stop
+                // serving the old access token too.
+                record.expires_at_ms = record.expires_at_ms.min(sent_at);
+            }
+            record.refresh_token = None;
+            record.refresh_expires_at_ms = None;
+            record.terminal = Some(Terminal::NeedsLogin {
+                reason: reason.clone(),
+            });
+            record.in_flight_since_ms = None;
+            true
+        }
+        ProviderError::NeedsConfig(reason) => {
+            record.terminal = Some(Terminal::NeedsConfig {
+                reason: reason.clone(),
+            });
+            record.in_flight_since_ms = None;
+            true
+        }
+        // While the outcome of an earlier request is unknown, the mark stays.
+        ProviderError::Retryable { .. } => {
+            let clear = use_refresh_token
+                && record.in_flight_since_ms.is_some()
+                && !err.outcome_unknown()
+                && !interrupted;
+            if clear {
+                record.in_flight_since_ms = None;
+            }
+            clear
+        }
+    };
+    if persist && let Err(e) = commit(state, session, &record).await {
+        tracing::error!(session = %session.name, error = %e, "cannot persist a refresh failure");
+        replace_record(session, record);
+    }
+    Outcome::Failed(err)
 }
 
 /// Writes `record` and then serves it, if `session` is still the current generation.
@@ -524,7 +625,7 @@ fn finish(
                     event = "refreshed",
                     session = %name,
                     provider = %record.provider,
-                    expires_in_s = (expires_at_ms - now) / 1000,
+                    expires_in_s = expires_at_ms.saturating_sub(now) / 1000,
                     refresh_count = record.refresh_count,
                     "session refreshed"
                 );
@@ -661,7 +762,7 @@ fn on_due(state: &Arc<DaemonState>, name: &str) {
     let Some(session) = state.sessions.find(name) else {
         return;
     };
-    if start_or_join(state, &session).is_some() {
+    if start_or_join(state, &session, Trigger::Scheduled).is_some() {
         return;
     }
     let now = state.clock.now_ms();

@@ -14,7 +14,7 @@ pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(3600);
 
 /// A token's lifetime: from when it was obtained to when it expires (never negative).
 pub fn lifetime_ms(obtained_at: EpochMs, expires_at: EpochMs) -> i64 {
-    (expires_at - obtained_at).max(0)
+    expires_at.saturating_sub(obtained_at).max(0)
 }
 
 /// The largest jitter for a token of this lifetime: `min(lifetime / 10, 30 s)`.
@@ -27,7 +27,9 @@ pub fn due_ms(expires_at: EpochMs, lifetime: i64, refresh_ahead: Duration, jitte
     let ahead = i64::try_from(refresh_ahead.as_millis())
         .unwrap_or(i64::MAX)
         .min(lifetime / 2);
-    expires_at - ahead - jitter.clamp(0, max_jitter_ms(lifetime))
+    expires_at
+        .saturating_sub(ahead)
+        .saturating_sub(jitter.clamp(0, max_jitter_ms(lifetime)))
 }
 
 /// The least time between two refreshes of one session: `min(10 s, lifetime / 10)`, never

@@ -61,10 +61,18 @@ pub async fn send(request: RequestBuilder, what: &str) -> Result<Answer, Provide
         .map_err(|e| transport_error(&e, what))?;
     let status = response.status();
     let headers = response.headers().clone();
+    // An oversize answer to a successful request: the provider acted on it.
+    let too_large = |message: String| {
+        if status.is_success() {
+            ProviderError::unusable_answer(message)
+        } else {
+            ProviderError::retryable(message)
+        }
+    };
     if let Some(len) = response.content_length()
         && len > MAX_BODY as u64
     {
-        return Err(ProviderError::retryable(format!(
+        return Err(too_large(format!(
             "{what}: the answer is {len} bytes, over the 1 MiB limit"
         )));
     }
@@ -73,7 +81,7 @@ pub async fn send(request: RequestBuilder, what: &str) -> Result<Answer, Provide
         match response.chunk().await {
             Ok(Some(chunk)) => {
                 if body.len() + chunk.len() > MAX_BODY {
-                    return Err(ProviderError::retryable(format!(
+                    return Err(too_large(format!(
                         "{what}: the answer is over the 1 MiB limit"
                     )));
                 }
@@ -91,38 +99,31 @@ pub async fn send(request: RequestBuilder, what: &str) -> Result<Answer, Provide
 }
 
 fn transport_error(e: &reqwest::Error, what: &str) -> ProviderError {
-    // reqwest's messages name the URL but never the form body; strip the URL's query anyway.
-    let mut message = e.without_url_ref().to_string();
-    if let Some(url) = e.url() {
-        message = format!("{message} ({})", safe_url(url));
-    }
+    // Built from the error's kind and the (query-free) URL: reqwest's own text names the URL
+    // with its query, and nothing here may carry a secret.
+    let at = e
+        .url()
+        .map_or_else(String::new, |u| format!(" ({})", safe_url(u)));
     if e.is_connect() {
-        ProviderError::retryable(format!("{what}: cannot connect: {message}"))
+        let why = std::error::Error::source(e)
+            .and_then(std::error::Error::source)
+            .map_or_else(String::new, |s| format!(": {s}"));
+        ProviderError::retryable(format!("{what}: cannot connect{at}{why}"))
     } else if e.is_timeout() || e.is_request() || e.is_body() || e.is_decode() {
+        let kind = if e.is_timeout() {
+            "timed out"
+        } else {
+            "connection lost"
+        };
         ProviderError::Retryable {
             message: format!(
-                "{what}: request sent, no answer ({message}); the provider may have acted on it"
+                "{what}: request sent, no answer ({kind}{at}); the provider may have acted on it"
             ),
             retry_after: None,
             sent_no_answer: true,
         }
     } else {
-        ProviderError::retryable(format!("{what}: {message}"))
-    }
-}
-
-trait WithoutUrlRef {
-    fn without_url_ref(&self) -> String;
-}
-
-impl WithoutUrlRef for reqwest::Error {
-    fn without_url_ref(&self) -> String {
-        let mut text = self.to_string();
-        if let Some(url) = self.url() {
-            text = text.replace(url.as_str(), "");
-            text = text.replace(" for url ()", "").replace("()", "");
-        }
-        text.trim().to_owned()
+        ProviderError::retryable(format!("{what}: request failed{at}"))
     }
 }
 

@@ -16,7 +16,7 @@ use url::Url;
 use super::http::{self, Answer};
 use super::{Provider, ProviderError};
 use crate::config::{ExpiryUnit, ProviderConfig};
-use crate::sessions::import::TokenSet;
+use crate::sessions::import::{TokenSet, fallback_expiry};
 use crate::sessions::jwt;
 
 /// The error code some backends use to say a refresh token was already used.
@@ -106,24 +106,15 @@ impl ResponseMap {
         {
             expires_at_ms = number(path)?.map(|v| from_unit(v, self.unit));
         }
-        let expires_at_ms = match expires_at_ms {
-            Some(t) => t,
-            None => match jwt::exp_seconds(access_token.expose()) {
-                Some(exp) => exp.saturating_mul(1000),
-                None => match default_lifetime {
-                    Some(d) => {
-                        sent_at.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-                    }
-                    None => {
-                        return Err(ProviderError::NeedsConfig(
-                            "refresh endpoint: the answer says nothing about expiry and the \
-                             token is not a JWT; set response.expires_at or default_lifetime"
-                                .into(),
-                        ));
-                    }
-                },
-            },
-        };
+        let expires_at_ms = expires_at_ms
+            .or_else(|| fallback_expiry(&access_token, sent_at, default_lifetime))
+            .ok_or_else(|| {
+                ProviderError::NeedsConfig(
+                    "refresh endpoint: the answer says nothing about expiry and the token is \
+                     not a JWT; set response.expires_at or default_lifetime"
+                        .into(),
+                )
+            })?;
         let refresh_token = text(&self.refresh_token);
         let refresh_expires_at_ms = refresh_token
             .as_ref()
@@ -137,7 +128,8 @@ impl ResponseMap {
             refresh_expires_at_ms,
             id_token: self.id_token.as_deref().and_then(text),
             scope: None,
-        })
+        }
+        .clamped())
     }
 }
 
@@ -221,7 +213,7 @@ pub async fn refresh(
     url: &Url,
     refresh_token: &Secret,
     attrs: &[(String, String)],
-    session_headers: &BTreeMap<String, String>,
+    headers: &BTreeMap<String, String>,
     sent_at: EpochMs,
 ) -> Result<TokenSet, ProviderError> {
     let cfg = &provider.config;
@@ -231,10 +223,7 @@ pub async fn refresh(
         .header("Content-Type", "application/json")
         .header("Accept", "application/json")
         .timeout(provider.request_timeout());
-    // Session headers win over provider headers of the same name.
-    let mut headers = cfg.headers.clone();
-    headers.extend(session_headers.iter().map(|(k, v)| (k.clone(), v.clone())));
-    for (k, v) in &headers {
+    for (k, v) in headers {
         request = request.header(k.as_str(), v.as_str());
     }
     let answer = http::send(request.body(body.to_vec()), "refresh endpoint").await?;
@@ -268,7 +257,12 @@ pub fn interpret(
         )));
     }
     if status.is_success() {
-        return map.parse(&answer.body, sent_at, default_lifetime);
+        return map
+            .parse(&answer.body, sent_at, default_lifetime)
+            .map_err(|e| match e {
+                ProviderError::Retryable { message, .. } => ProviderError::unusable_answer(message),
+                other => other,
+            });
     }
     if status.is_redirection() {
         return Err(ProviderError::Retryable {

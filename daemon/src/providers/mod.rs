@@ -54,6 +54,46 @@ impl ProviderError {
             sent_no_answer: false,
         }
     }
+
+    /// A successful status whose body is unusable: the provider acted on the request (and may
+    /// have rotated the refresh token), so the outcome is as unknown as with no answer.
+    pub fn unusable_answer(message: impl Into<String>) -> Self {
+        ProviderError::Retryable {
+            message: format!(
+                "{}; the provider may have acted on the request",
+                message.into()
+            ),
+            retry_after: None,
+            sent_no_answer: true,
+        }
+    }
+
+    /// The same error, known not to have reached a token endpoint.
+    pub fn nothing_sent(self) -> Self {
+        match self {
+            ProviderError::Retryable {
+                message,
+                retry_after,
+                ..
+            } => ProviderError::Retryable {
+                message,
+                retry_after,
+                sent_no_answer: false,
+            },
+            other => other,
+        }
+    }
+
+    /// Whether the request may have been acted on without us learning the result.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            ProviderError::Retryable {
+                sent_no_answer: true,
+                ..
+            }
+        )
+    }
 }
 
 /// What to ask the token endpoint for.
@@ -179,7 +219,60 @@ impl Provider {
         }
     }
 
-    /// Asks the provider for tokens.
+    /// Where token requests go: the configured token endpoint or refresh URL, else the
+    /// discovered token endpoint. Resolved before a refresh is marked in flight, so a slow
+    /// discovery never sits between the mark and the request.
+    ///
+    /// # Errors
+    /// NeedsConfig for a missing or unusable URL; Retryable when discovery is unreachable.
+    pub async fn target(&self, client: &reqwest::Client) -> Result<Url, ProviderError> {
+        let configured = match self.config.kind {
+            ProviderKind::Oauth2 => self.config.token_endpoint.as_deref(),
+            ProviderKind::Json => self.config.refresh_url.as_deref(),
+        };
+        if let Some(raw) = configured {
+            let url = Url::parse(raw).map_err(|e| {
+                ProviderError::NeedsConfig(format!(
+                    "provider {:?}: {raw:?} is not a URL: {e}",
+                    self.name
+                ))
+            })?;
+            http::check_secure(&url).map_err(|e| {
+                ProviderError::NeedsConfig(format!("provider {:?}: {e}", self.name))
+            })?;
+            return Ok(url);
+        }
+        self.endpoints(client).await?.token.ok_or_else(|| {
+            ProviderError::NeedsConfig(format!(
+                "provider {:?} has no token endpoint (set token_endpoint, or an issuer whose \
+                 discovery document names one)",
+                self.name
+            ))
+        })
+    }
+
+    /// Refuses to send a refresh token to any origin but the one it is bound to.
+    ///
+    /// # Errors
+    /// NeedsConfig when `url` is on another origin.
+    pub fn check_binding(
+        &self,
+        url: &Url,
+        bound_origin: Option<&str>,
+    ) -> Result<(), ProviderError> {
+        let origin = http::origin(url);
+        match bound_origin {
+            Some(bound) if bound != origin => Err(ProviderError::NeedsConfig(format!(
+                "the refresh token was issued for {bound} but provider {:?} now points to \
+                 {origin}; it is never sent elsewhere (restore the endpoint, or log in again)",
+                self.name
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Resolves the target and sends one token request ([`Provider::target`] +
+    /// [`Provider::send`]).
     ///
     /// # Errors
     /// A classified [`ProviderError`].
@@ -188,61 +281,62 @@ impl Provider {
         client: &reqwest::Client,
         req: TokenRequest<'_>,
     ) -> Result<Obtained, ProviderError> {
-        let url = match self.config.kind {
-            ProviderKind::Oauth2 => self.endpoints(client).await?.token.ok_or_else(|| {
-                ProviderError::NeedsConfig(format!(
-                    "provider {:?} has no token endpoint (set token_endpoint or an issuer with discovery)",
-                    self.name
-                ))
-            })?,
-            ProviderKind::Json => {
-                let raw = self.config.refresh_url.as_deref().unwrap_or_default();
-                let url = Url::parse(raw).map_err(|e| {
-                    ProviderError::NeedsConfig(format!(
-                        "provider {:?}: refresh_url {raw:?} is not a URL: {e}",
-                        self.name
-                    ))
-                })?;
-                http::check_secure(&url)
-                    .map_err(|e| ProviderError::NeedsConfig(format!("provider {:?}: {e}", self.name)))?;
-                url
-            }
-        };
-        let origin = http::origin(&url);
-        if let (TokenGrant::Refresh { .. }, Some(bound)) = (&req.grant, req.bound_origin)
-            && bound != origin
-        {
-            return Err(ProviderError::NeedsConfig(format!(
-                "the refresh token was issued for {bound} but provider {:?} now points to {origin}; \
-                 it is never sent elsewhere (restore the endpoint, or log in again)",
-                self.name
-            )));
+        let url = self.target(client).await?;
+        if matches!(req.grant, TokenGrant::Refresh { .. }) {
+            self.check_binding(&url, req.bound_origin)?;
         }
+        self.send(client, &url, req).await
+    }
+
+    /// Sends one token request to `url` (already resolved and checked).
+    ///
+    /// # Errors
+    /// A classified [`ProviderError`].
+    pub async fn send(
+        &self,
+        client: &reqwest::Client,
+        url: &Url,
+        req: TokenRequest<'_>,
+    ) -> Result<Obtained, ProviderError> {
+        let headers = self.headers_for(req.session_headers);
         let tokens = match (self.config.kind, &req.grant) {
             (ProviderKind::Json, TokenGrant::Refresh { refresh_token }) => {
                 json::refresh(
                     self,
                     client,
-                    &url,
+                    url,
                     refresh_token,
                     req.attrs,
-                    req.session_headers,
+                    &headers,
                     req.sent_at,
                 )
                 .await?
             }
             (ProviderKind::Json, TokenGrant::ClientCredentials) => {
                 return Err(ProviderError::NeedsConfig(format!(
-                    "provider {:?} is a json refresh endpoint; it cannot issue tokens without a refresh token",
+                    "provider {:?} is a json refresh endpoint; it cannot issue tokens without a \
+                     refresh token",
                     self.name
                 )));
             }
             (ProviderKind::Oauth2, grant) => {
-                oauth2::token_request(self, client, &url, grant, req.session_headers, req.sent_at)
-                    .await?
+                oauth2::token_request(self, client, url, grant, &headers, req.sent_at).await?
             }
         };
-        Ok(Obtained { tokens, origin })
+        Ok(Obtained {
+            tokens,
+            origin: http::origin(url),
+        })
+    }
+
+    /// The provider's headers with the session's on top (the session wins on a clash).
+    fn headers_for(
+        &self,
+        session_headers: &std::collections::BTreeMap<String, String>,
+    ) -> std::collections::BTreeMap<String, String> {
+        let mut headers = self.config.headers.clone();
+        headers.extend(session_headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+        headers
     }
 
     /// The provider's endpoints: configured ones, completed by discovery (fetched once and
@@ -294,7 +388,11 @@ impl Provider {
         if cache.is_none() {
             let issuer = parse("issuer", &Some(issuer.to_owned()))?
                 .ok_or_else(|| ProviderError::NeedsConfig("issuer missing".into()))?;
-            *cache = Some(oauth2::discover(client, &issuer, &self.name).await?);
+            // A discovery request carries no secret and rotates nothing.
+            let found = oauth2::discover(client, &issuer, &self.name)
+                .await
+                .map_err(ProviderError::nothing_sent)?;
+            *cache = Some(found);
         }
         let discovered = cache.clone().unwrap_or_default();
         Ok(Endpoints {
@@ -358,6 +456,16 @@ impl Providers {
             by_name.insert(name.clone(), Arc::new(provider));
         }
         Ok(Providers { client, by_name })
+    }
+
+    /// The longest `request_timeout` of any provider: how long shutdown may have to wait
+    /// for a request that was sent.
+    pub fn longest_request_timeout(&self) -> Duration {
+        self.by_name
+            .values()
+            .map(|p| p.request_timeout())
+            .max()
+            .unwrap_or(http::REQUEST_TIMEOUT)
     }
 
     /// The provider of that name.

@@ -25,7 +25,7 @@ pub async fn token_request(
     client: &reqwest::Client,
     url: &Url,
     grant: &TokenGrant<'_>,
-    session_headers: &BTreeMap<String, String>,
+    headers: &BTreeMap<String, String>,
     sent_at: EpochMs,
 ) -> Result<TokenSet, ProviderError> {
     let cfg = &provider.config;
@@ -55,7 +55,8 @@ pub async fn token_request(
     let client_id = cfg.client_id.clone().unwrap_or_default();
     let mut request = client
         .post(url.clone())
-        .header("Accept", "application/json");
+        .header("Accept", "application/json")
+        .timeout(provider.request_timeout());
     match provider.auth_method() {
         AuthMethod::ClientSecretBasic => {
             let secret = provider.client_secret.as_ref().map_or("", |s| s.expose());
@@ -76,10 +77,7 @@ pub async fn token_request(
             form.push(("client_id", client_id));
         }
     }
-    // Session headers win over provider headers of the same name.
-    let mut headers = cfg.headers.clone();
-    headers.extend(session_headers.iter().map(|(k, v)| (k.clone(), v.clone())));
-    for (k, v) in &headers {
+    for (k, v) in headers {
         request = request.header(k.as_str(), v.as_str());
     }
     let body = zeroize::Zeroizing::new(encode_form(&form));
@@ -93,10 +91,18 @@ pub async fn token_request(
         "token endpoint",
     )
     .await?;
-    interpret(&answer, sent_at, provider.default_lifetime())
+    let mut secrets: Vec<&str> = Vec::new();
+    if let TokenGrant::Refresh { refresh_token } = grant {
+        secrets.push(refresh_token.expose());
+    }
+    if let Some(secret) = &provider.client_secret {
+        secrets.push(secret.expose());
+    }
+    interpret(&answer, sent_at, provider.default_lifetime(), &secrets)
 }
 
-/// Classifies a token endpoint's answer.
+/// Classifies a token endpoint's answer. `secrets` (the refresh token and client secret
+/// that were sent) are scrubbed from any provider text that ends up in messages.
 ///
 /// # Errors
 /// See the module docs and the README's table.
@@ -104,15 +110,17 @@ pub fn interpret(
     answer: &Answer,
     sent_at: EpochMs,
     default_lifetime: Option<std::time::Duration>,
+    secrets: &[&str],
 ) -> Result<TokenSet, ProviderError> {
     let status = answer.status;
     if status.is_success() {
-        let text = std::str::from_utf8(&answer.body)
-            .map_err(|_| ProviderError::retryable("token endpoint: the answer is not UTF-8"))?;
+        let text = std::str::from_utf8(&answer.body).map_err(|_| {
+            ProviderError::unusable_answer("token endpoint: the answer is not UTF-8")
+        })?;
         return parse_token_response(text, sent_at, default_lifetime).map_err(|e| match e {
             // Retrying cannot fix an answer that never says when its token expires.
             ImportError::NoExpiry => ProviderError::NeedsConfig(format!("token endpoint: {e}")),
-            _ => ProviderError::retryable(format!("token endpoint: malformed answer: {e}")),
+            _ => ProviderError::unusable_answer(format!("token endpoint: malformed answer: {e}")),
         });
     }
     if status.is_redirection() {
@@ -132,7 +140,7 @@ pub fn interpret(
     }
     let oauth_error = serde_json::from_slice::<OAuthError>(&answer.body).ok();
     if let Some(err) = &oauth_error {
-        let described = err.describe();
+        let described = err.describe(secrets);
         match err.error.as_str() {
             "invalid_grant" => {
                 return Err(ProviderError::NeedsLogin(format!(
@@ -159,7 +167,7 @@ pub fn interpret(
             _ => {}
         }
     }
-    let detail = oauth_error.map_or_else(String::new, |e| format!(" ({})", e.describe()));
+    let detail = oauth_error.map_or_else(String::new, |e| format!(" ({})", e.describe(secrets)));
     match status {
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(ProviderError::NeedsConfig(
             format!("token endpoint answered {status}{detail}: client authentication failed"),
@@ -185,10 +193,15 @@ struct OAuthError {
 }
 
 impl OAuthError {
-    /// `code: description`, sanitised and bounded (descriptions are the provider's text).
-    fn describe(&self) -> String {
+    /// `code: description`, sanitised and bounded (descriptions are the provider's text,
+    /// and some providers echo what they were sent: `secrets` are blanked out first).
+    fn describe(&self, secrets: &[&str]) -> String {
         let clean = |s: &str, max: usize| -> String {
-            s.chars()
+            let mut text = s.to_owned();
+            for secret in secrets.iter().filter(|s| !s.is_empty()) {
+                text = text.replace(secret, "<redacted>");
+            }
+            text.chars()
                 .filter(|c| !c.is_control())
                 .take(max)
                 .collect::<String>()
@@ -324,6 +337,7 @@ mod tests {
             ),
             1000,
             None,
+            &[],
         )
         .expect("tokens");
         assert_eq!(ok.expires_at_ms, 61_000);
@@ -339,7 +353,7 @@ mod tests {
             (200, "<html>oops</html>", "retry"),
         ];
         for (status, body, want) in cases {
-            let got = interpret(&answer(status, body), 0, None).expect_err("error");
+            let got = interpret(&answer(status, body), 0, None, &[]).expect_err("error");
             let kind = match got {
                 ProviderError::NeedsLogin(_) => "login",
                 ProviderError::NeedsConfig(_) => "config",
@@ -353,8 +367,12 @@ mod tests {
     fn descriptions_are_bounded() {
         let long = "x".repeat(5000);
         let body = format!(r#"{{"error":"invalid_grant","error_description":"{long}\n"}}"#);
-        let err = interpret(&answer(400, &body), 0, None).expect_err("error");
+        let err = interpret(&answer(400, &body), 0, None, &[]).expect_err("error");
         assert!(err.to_string().len() < 400);
+        let echo =
+            r#"{"error":"invalid_grant","error_description":"token rt-SECRET-1 is unknown"}"#;
+        let err = interpret(&answer(400, echo), 0, None, &["rt-SECRET-1"]).expect_err("error");
+        assert!(!err.to_string().contains("rt-SECRET-1"), "{err}");
     }
 
     #[test]

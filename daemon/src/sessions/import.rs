@@ -30,6 +30,35 @@ pub struct TokenSet {
     pub scope: Option<String>,
 }
 
+/// The latest expiry tokd accepts (the end of the year 9999): a provider's wilder numbers are
+/// clamped into `[0, MAX_EPOCH_MS]`, so no arithmetic on them can overflow.
+pub const MAX_EPOCH_MS: EpochMs = 253_402_300_799_999;
+
+impl TokenSet {
+    /// Clamps every expiry into `[0, MAX_EPOCH_MS]`.
+    #[must_use]
+    pub fn clamped(mut self) -> TokenSet {
+        self.expires_at_ms = self.expires_at_ms.clamp(0, MAX_EPOCH_MS);
+        self.refresh_expires_at_ms = self.refresh_expires_at_ms.map(|t| t.clamp(0, MAX_EPOCH_MS));
+        self
+    }
+}
+
+/// Expiry when an answer says nothing about it: the access token's JWT `exp`, else
+/// `sent_at + default_lifetime`.
+pub fn fallback_expiry(
+    access_token: &Secret,
+    sent_at: EpochMs,
+    default_lifetime: Option<Duration>,
+) -> Option<EpochMs> {
+    jwt::exp_seconds(access_token.expose())
+        .map(|exp| exp.saturating_mul(1000))
+        .or_else(|| {
+            default_lifetime
+                .map(|d| sent_at.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
+        })
+}
+
 /// A number that some providers send as a string (`"expires_in": "3600"`).
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -195,7 +224,8 @@ pub fn parse_token_response(
         refresh_expires_at_ms,
         id_token: raw.id_token.filter(|t| !t.is_empty()),
         scope: raw.scope,
-    })
+    }
+    .clamped())
 }
 
 #[cfg(test)]
@@ -253,6 +283,20 @@ mod tests {
             parse_token_response(r#"{"access_token":"opaque"}"#, NOW, None),
             Err(ImportError::NoExpiry)
         );
+    }
+
+    #[test]
+    fn wild_numbers_are_clamped() {
+        let t = parse_token_response(
+            r#"{"access_token":"a","expires_in":-9223372036854775808}"#,
+            NOW,
+            None,
+        )
+        .expect("parses");
+        assert_eq!(t.expires_at_ms, 0);
+        let t = parse_token_response(r#"{"access_token":"a","expires_in":9e300}"#, NOW, None)
+            .expect("parses");
+        assert_eq!(t.expires_at_ms, MAX_EPOCH_MS);
     }
 
     #[test]

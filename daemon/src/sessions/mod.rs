@@ -354,7 +354,7 @@ impl Sessions {
         };
         if record.expires_at_ms <= now {
             let (state, reason) = derive_state(record, runtime, config, now);
-            let ago = human_ms(now - record.expires_at_ms);
+            let ago = human_ms(now.saturating_sub(record.expires_at_ms));
             return Err(match (state, reason) {
                 (SessionState::NeedsLogin, reason) => SessionError::NeedsLogin {
                     name: name.to_owned(),
@@ -375,7 +375,7 @@ impl Sessions {
                 },
             });
         }
-        let left = u64::try_from(record.expires_at_ms - now).unwrap_or(0);
+        let left = u64::try_from(record.expires_at_ms.saturating_sub(now)).unwrap_or(0);
         Ok(TokenReply {
             access_token: record.access_token.clone(),
             token_type: record.token_type.clone(),

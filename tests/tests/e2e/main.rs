@@ -2,6 +2,7 @@
 
 mod cli;
 mod clock;
+mod faults;
 mod idp_smoke;
 mod refresh;
 mod server;

@@ -128,14 +128,17 @@ function clientMetadata(clientId, authMethod) {
     response_types: ['code'],
     redirect_uris: REDIRECT_URIS,
     scope: SCOPE,
+    id_token_signed_response_alg: 'ES256',
   };
   if (authMethod !== 'none') metadata.client_secret = SECRET;
   return metadata;
 }
 
+// EC P-256: generated in microseconds (an RSA key's prime search can take seconds on a
+// loaded machine, and the harness waits for this process to be ready).
 function signingKey() {
-  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  return { ...privateKey.export({ format: 'jwk' }), kid: 'tokd-test-rs256', alg: 'RS256', use: 'sig' };
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  return { ...privateKey.export({ format: 'jwk' }), kid: 'tokd-test-es256', alg: 'ES256', use: 'sig' };
 }
 
 const providerConfig = {

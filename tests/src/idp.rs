@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// How long [`TestIdp::start`] waits for the readiness line.
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// What is needed to run the provider, for error messages.
 const NEEDS_NODE: &str = "Node.js >= 20 and npm are needed for the end-to-end tests \
@@ -174,7 +174,7 @@ impl TestIdp {
     ///
     /// # Errors
     /// When Node.js or npm is missing, `npm ci` fails, or the provider does not report ready
-    /// within 30 s; the error holds the provider's log.
+    /// within 90 s; the error holds the provider's log.
     pub fn start() -> Result<TestIdp> {
         ensure_installed()?;
         let dir = tempfile::Builder::new().prefix("tokd-idp-").tempdir()?;

@@ -425,6 +425,9 @@ async fn attempt(
         (Some(rt), true) => TokenGrant::Refresh { refresh_token: rt },
         _ => TokenGrant::ClientCredentials,
     };
+    if let Slot::Live { runtime, .. } = &mut *session.lock() {
+        runtime.sending = true;
+    }
     tracing::debug!(session = %session.name, provider = %provider.name, "refresh request sent");
     let result = provider
         .send(
@@ -613,6 +616,7 @@ fn finish(
             }
         };
         runtime.inflight = None;
+        runtime.sending = false;
         match &outcome {
             Outcome::Refreshed { expires_at_ms } => {
                 *runtime = Runtime {

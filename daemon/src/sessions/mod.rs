@@ -135,8 +135,11 @@ pub type RefreshResult = Result<(), ErrorReply>;
 /// Runtime state of a live session that is not persisted.
 #[derive(Debug, Default)]
 pub struct Runtime {
-    /// The refresh in flight, if any: waiters clone the receiver (single flight).
+    /// The refresh task of this session, if any: waiters clone the receiver (single flight).
     pub inflight: Option<tokio::sync::watch::Receiver<Option<RefreshResult>>>,
+    /// The task's request has been sent and not yet answered (`refreshing` in status; a task
+    /// still waiting out the minimum interval or a concurrency permit is not).
+    pub sending: bool,
     /// When the last attempt was sent (monotonic), for the minimum interval.
     pub last_attempt: Option<tokio::time::Instant>,
     /// A refresh was sent and never answered (in-flight mark found at start, or a request
@@ -639,7 +642,7 @@ pub fn derive_state(
             Some("the refresh token expired; log in again".into()),
         );
     }
-    let state = if runtime.inflight.is_some() {
+    let state = if runtime.sending {
         SessionState::Refreshing
     } else if runtime.backoff {
         SessionState::Backoff

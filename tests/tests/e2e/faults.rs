@@ -150,11 +150,15 @@ fn json_import(at: &str, rt: Option<&str>, valid_ms: i64) -> String {
     )
 }
 
-/// Asserts a retryable fault: `backoff`, a few attempts (not one, not a storm), the message.
+/// Asserts a retryable fault: `backoff` (or a retry being sent right now), the failure
+/// recorded, a few attempts (not one, not a storm), the message.
 fn assert_backoff(rig: &Rig, counts: (usize, usize), message: &str) {
     for (name, count) in [("o", counts.0), ("j", counts.1)] {
-        let (state, error) = rig.state(name);
-        assert_eq!(state, "backoff", "{name}: {error}");
+        let s = rig.d.session_json(name);
+        let state = s["state"].as_str().unwrap_or_default();
+        let error = s["last_error"].as_str().unwrap_or_default();
+        assert!(state == "backoff" || state == "refreshing", "{name}: {s}");
+        assert!(s["consecutive_failures"].as_u64() >= Some(1), "{name}: {s}");
         assert!(
             error.contains(message),
             "{name}: {error:?} lacks {message:?}"

@@ -293,6 +293,22 @@ impl TestDaemon {
         self.tokd_with_stdin(args, None)
     }
 
+    /// Starts `tokd ARGS…` in the background (output discarded), e.g. a `refresh` that the
+    /// test interrupts.
+    ///
+    /// # Panics
+    /// When the binary cannot be started.
+    pub fn spawn_tokd(&self, args: &[&str]) -> Child {
+        let mut cmd = Command::new(&binaries().tokd);
+        cmd.arg("--socket").arg(self.socket()).args(args);
+        isolate_env(&mut cmd, self.dir.path());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting tokd")
+    }
+
     /// Runs `tokd ARGS…` with `stdin` piped in.
     pub fn tokd_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
         let mut cmd = Command::new(&binaries().tokd);

@@ -677,36 +677,36 @@ fn finish(
                 );
                 Err(ErrorReply::new(ErrorCode::RefreshFailed, message.clone()))
             }
-            Outcome::Failed(ProviderError::NeedsLogin(reason)) => {
+            Outcome::Failed(
+                err @ (ProviderError::NeedsLogin(reason) | ProviderError::NeedsConfig(reason)),
+            ) => {
+                // Terminal: the reason lives in the record; nothing is retried.
                 runtime.backoff = false;
                 runtime.retry_at_ms = None;
                 runtime.last_error = None;
-                tracing::warn!(target: "tokd::audit", event = "needs_login", session = %name, provider = %record.provider, reason = %reason, "refresh token dropped; a login is needed");
-                events.emit(
-                    name,
-                    WatchEventKind::NeedsLogin {
-                        reason: reason.clone(),
-                    },
-                );
+                let (event, code, needs, kind) = match err {
+                    ProviderError::NeedsLogin(_) => (
+                        "needs_login",
+                        ErrorCode::NeedsLogin,
+                        "a login",
+                        WatchEventKind::NeedsLogin {
+                            reason: reason.clone(),
+                        },
+                    ),
+                    _ => (
+                        "needs_config",
+                        ErrorCode::NeedsConfig,
+                        "a config fix",
+                        WatchEventKind::NeedsConfig {
+                            reason: reason.clone(),
+                        },
+                    ),
+                };
+                tracing::warn!(target: "tokd::audit", event, session = %name, provider = %record.provider, reason = %reason, "session needs {needs}");
+                events.emit(name, kind);
                 Err(ErrorReply::new(
-                    ErrorCode::NeedsLogin,
-                    format!("session {name:?} needs a login: {reason}"),
-                ))
-            }
-            Outcome::Failed(ProviderError::NeedsConfig(reason)) => {
-                runtime.backoff = false;
-                runtime.retry_at_ms = None;
-                runtime.last_error = None;
-                tracing::warn!(target: "tokd::audit", event = "needs_config", session = %name, provider = %record.provider, reason = %reason, "the provider rejects the client; fix the config");
-                events.emit(
-                    name,
-                    WatchEventKind::NeedsConfig {
-                        reason: reason.clone(),
-                    },
-                );
-                Err(ErrorReply::new(
-                    ErrorCode::NeedsConfig,
-                    format!("session {name:?} needs a config fix: {reason}"),
+                    code,
+                    format!("session {name:?} needs {needs}: {reason}"),
                 ))
             }
             Outcome::Stale => Err(ErrorReply::new(

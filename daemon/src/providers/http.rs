@@ -180,6 +180,16 @@ pub fn origin(url: &Url) -> String {
     url.origin().ascii_serialization()
 }
 
+/// An answer with `status` and `body`, for the providers' classification tests.
+#[cfg(test)]
+pub(crate) fn test_answer(status: u16, body: &str) -> Answer {
+    Answer {
+        status: StatusCode::from_u16(status).expect("status"),
+        headers: HeaderMap::new(),
+        body: body.as_bytes().to_vec(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

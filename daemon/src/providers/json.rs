@@ -303,7 +303,7 @@ fn error_code(body: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderMap;
+    use crate::providers::http::test_answer as answer;
 
     fn cfg(toml_text: &str) -> ProviderConfig {
         let file = crate::config::Config::parse(
@@ -314,14 +314,6 @@ mod tests {
         )
         .expect("parses");
         file.providers["p"].clone()
-    }
-
-    fn answer(status: u16, body: &str) -> Answer {
-        Answer {
-            status: StatusCode::from_u16(status).expect("status"),
-            headers: HeaderMap::new(),
-            body: body.as_bytes().to_vec(),
-        }
     }
 
     #[test]

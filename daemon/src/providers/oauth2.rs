@@ -318,15 +318,7 @@ fn encode_form(pairs: &[(&str, String)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderMap;
-
-    fn answer(status: u16, body: &str) -> Answer {
-        Answer {
-            status: StatusCode::from_u16(status).expect("status"),
-            headers: HeaderMap::new(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
+    use crate::providers::http::test_answer as answer;
 
     #[test]
     fn classification() {

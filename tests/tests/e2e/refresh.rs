@@ -158,14 +158,7 @@ fn a_kill_during_a_refresh_recovers_or_needs_login_never_serves_a_dead_token() {
     let mut d = daemon(&idp, "");
     d.add_as("s", "idp", &mint(&idp));
     idp.set_token_delay(3000).expect("delay");
-    let mut cmd = std::process::Command::new(&tokd_e2e::binaries().tokd);
-    cmd.arg("--socket").arg(d.socket()).args(["refresh", "s"]);
-    tokd_e2e::isolate_env(&mut cmd, d.dir.path());
-    let mut refresh = cmd
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("tokd refresh");
+    let mut refresh = d.spawn_tokd(&["refresh", "s"]);
     wait_for(
         Duration::from_secs(20),
         "the refresh to reach the provider",
@@ -374,14 +367,7 @@ fn sigterm_waits_for_a_refresh_that_was_sent_and_keeps_its_result() {
     let mut d = daemon(&idp, "");
     d.add_as("s", "idp", &mint(&idp));
     idp.set_token_delay(2000).expect("delay");
-    let mut cmd = std::process::Command::new(&tokd_e2e::binaries().tokd);
-    cmd.arg("--socket").arg(d.socket()).args(["refresh", "s"]);
-    tokd_e2e::isolate_env(&mut cmd, d.dir.path());
-    let mut refresh = cmd
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("tokd refresh");
+    let mut refresh = d.spawn_tokd(&["refresh", "s"]);
     wait_for(
         Duration::from_secs(20),
         "the refresh to reach the provider",

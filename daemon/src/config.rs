@@ -391,6 +391,14 @@ impl Config {
             .or_else(|| d.state_dir.as_deref().map(absolute))
         {
             Some(dir) => absolutize_cwd(&dir),
+            // systemd's StateDirectory= (the first one, if several), then XDG.
+            None if env("STATE_DIRECTORY").is_some_and(|d| d.starts_with('/')) => PathBuf::from(
+                env("STATE_DIRECTORY")
+                    .unwrap_or_default()
+                    .split(':')
+                    .next()
+                    .unwrap_or_default(),
+            ),
             None => xdg_dir(env, "XDG_STATE_HOME", ".local/state")
                 .ok_or(ConfigError::NoHome {
                     what: "state directory",

@@ -16,6 +16,7 @@
 //!   quarantine of records that fail to open.
 //! - [`config`]: embedded defaults, the optional TOML file, flags.
 //! - [`state`]: the shared handle handlers receive.
+//! - [`systemd`]: socket activation, `READY=1`/`STATUS=`/`WATCHDOG=1`/`STOPPING=1`.
 //!
 //! [`run`] is the one entry point shared by `main` and the tests: it takes a listener and a
 //! shutdown token.
@@ -30,6 +31,7 @@ pub mod server;
 pub mod sessions;
 pub mod state;
 pub mod store;
+pub mod systemd;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,6 +84,47 @@ pub fn open_with_clock(
     )))
 }
 
+/// Re-reads the configuration (SIGHUP): new providers appear, changed settings apply,
+/// sessions are kept and those that needed a config fix are tried again. A broken file is
+/// rejected and the configuration in force stays.
+///
+/// # Errors
+/// [`DaemonError::Config`] naming what is wrong; nothing changed.
+pub fn reload(state: &Arc<DaemonState>, overrides: &config::Overrides) -> Result<(), DaemonError> {
+    let new = Config::load(overrides)?;
+    let providers = providers::Providers::from_config(&new)?;
+    let old = state.config();
+    for (what, changed) in [
+        ("socket", old.socket.path != new.socket.path),
+        ("state_dir", old.state_dir != new.state_dir),
+        ("key_file", old.key_file != new.key_file),
+        (
+            "max_connections",
+            old.limits.max_connections != new.limits.max_connections,
+        ),
+        (
+            "max_concurrent_refreshes",
+            old.max_concurrent_refreshes != new.max_concurrent_refreshes,
+        ),
+        ("log", old.log != new.log),
+    ] {
+        if changed {
+            tracing::warn!(
+                setting = what,
+                "changed in the config; takes effect at the next restart"
+            );
+        }
+    }
+    state.replace_config(new, providers);
+    engine::on_reload(state);
+    tracing::info!(
+        providers = state.config().providers.len(),
+        "config reloaded"
+    );
+    systemd::notify_reloaded(&systemd::summary(state));
+    Ok(())
+}
+
 /// Starts the refresh engine and serves `listener` until `shutdown` is cancelled; then
 /// stops accepting, waits for refreshes already sent (their answers may carry the only copy
 /// of a rotated refresh token), drains connections and flushes the store.
@@ -93,9 +136,30 @@ pub async fn run(
     listener: UnixListener,
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
-    engine::start(&state);
+    let (live, accept_probe, scheduler_probe) = systemd::liveness();
+    engine::start(&state, Some(scheduler_probe));
     let tracker = TaskTracker::new();
-    server::accept_loop(listener, state.clone(), shutdown.clone(), tracker.clone()).await;
+    let accepting = tokio::spawn(server::accept_loop(
+        listener,
+        state.clone(),
+        shutdown.clone(),
+        tracker.clone(),
+        Some(accept_probe),
+    ));
+    // The store is open and the socket listens (connections queue until accepted).
+    systemd::notify_ready(&systemd::summary(&state));
+    let helpers = CancellationToken::new();
+    if let Some(interval) = sd_notify::watchdog_enabled() {
+        tokio::spawn(systemd::watchdog(live, interval, helpers.clone()));
+    }
+    if systemd::notifying() {
+        tokio::spawn(systemd::status_updates(state.clone(), helpers.clone()));
+    }
+    if let Err(e) = accepting.await {
+        tracing::error!(error = %e, "the accept loop ended abnormally");
+    }
+    helpers.cancel();
+    systemd::notify_stopping();
     tracing::info!("shutting down: no new connections");
     engine::shutdown(&state).await;
     tracker.close();

@@ -20,21 +20,52 @@ struct Cli {
     /// Socket path (default: $XDG_RUNTIME_DIR/tokd/tokd.sock, else ${TMPDIR:-/tmp}/tokd-$UID/tokd.sock).
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
-    /// State directory holding the encrypted database (default: $XDG_STATE_HOME/tokd).
+    /// State directory holding the encrypted database (default: $STATE_DIRECTORY under
+    /// systemd, else $XDG_STATE_HOME/tokd).
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// Print a systemd user unit (with this binary's path) and exit.
+    #[arg(long, value_name = "UNIT", value_enum)]
+    print_unit: Option<Unit>,
 }
+
+/// The systemd units `--print-unit` can print.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Unit {
+    /// tokd.service (Type=notify, hardened).
+    Service,
+    /// tokd.socket (socket activation).
+    Socket,
+}
+
+const SERVICE_UNIT: &str = include_str!("../../systemd/tokd.service");
+const SOCKET_UNIT: &str = include_str!("../../systemd/tokd.socket");
+/// Where the committed service unit expects the binary (`cargo install`'s default).
+const UNIT_EXEC_PATH: &str = "%h/.cargo/bin/tokd-daemon";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(unit) = cli.print_unit {
+        print_unit(unit);
+        return ExitCode::SUCCESS;
+    }
     // Everything the daemon creates is private, whatever umask it was started with.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    // Before any thread exists: it clears the LISTEN_* variables.
+    let activated = match tokd_daemon::systemd::take_activated_listener() {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("tokd-daemon: {e}");
+            return ExitCode::from(1);
+        }
+    };
 
-    let config = match Config::load(&Overrides {
+    let overrides = Overrides {
         config_file: cli.config,
         socket: cli.socket,
         state_dir: cli.state_dir,
-    }) {
+    };
+    let config = match Config::load(&overrides) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("tokd-daemon: {e}");
@@ -54,7 +85,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(serve(config)) {
+    match runtime.block_on(serve(config, overrides, activated)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "tokd-daemon stopped");
@@ -67,33 +98,87 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
-    // A live daemon on the socket is the clearest reason to stop: check before the store.
-    socket::refuse_if_running(&config.socket.path)?;
+async fn serve(
+    config: Config,
+    overrides: Overrides,
+    activated: Option<std::os::unix::net::UnixListener>,
+) -> anyhow::Result<()> {
     let socket_config = config.socket.clone();
+    if activated.is_none() {
+        // A live daemon on the socket is the clearest reason to stop: check before the store.
+        socket::refuse_if_running(&socket_config.path)?;
+    }
     let state = tokd_daemon::open(config)?;
-    let bound = socket::bind(&socket_config)?;
-    tracing::info!(socket = %socket_config.path.display(), pid = std::process::id(), version = env!("CARGO_PKG_VERSION"), "tokd-daemon ready");
+    let (listener, guard) = match activated {
+        // systemd owns that socket: serve it, never unlink it.
+        Some(std_listener) => {
+            let listener = tokio::net::UnixListener::from_std(std_listener)?;
+            let path = listener
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
+                .unwrap_or_default();
+            tracing::info!(socket = %path, "using the socket passed by systemd");
+            (listener, None)
+        }
+        None => {
+            let bound = socket::bind(&socket_config)?;
+            (bound.listener, Some(bound.guard))
+        }
+    };
+    tracing::info!(
+        pid = std::process::id(),
+        version = env!("CARGO_PKG_VERSION"),
+        "tokd-daemon ready"
+    );
 
     let shutdown = CancellationToken::new();
-    spawn_signal_handler(shutdown.clone())?;
-    tokd_daemon::run(state, bound.listener, shutdown).await?;
-    drop(bound.guard);
+    spawn_signal_handler(shutdown.clone(), state.clone(), overrides)?;
+    tokd_daemon::run(state, listener, shutdown).await?;
+    drop(guard);
     Ok(())
 }
 
-fn spawn_signal_handler(shutdown: CancellationToken) -> anyhow::Result<()> {
+/// SIGTERM/SIGINT stop the daemon; SIGHUP reloads the config (a broken one is rejected and
+/// the old one stays).
+fn spawn_signal_handler(
+    shutdown: CancellationToken,
+    state: std::sync::Arc<tokd_daemon::DaemonState>,
+    overrides: Overrides,
+) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
     tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received"),
-            _ = int.recv() => tracing::info!("SIGINT received"),
+        loop {
+            tokio::select! {
+                _ = term.recv() => { tracing::info!("SIGTERM received"); break; }
+                _ = int.recv() => { tracing::info!("SIGINT received"); break; }
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP received: reloading the config");
+                    if let Err(e) = tokd_daemon::reload(&state, &overrides) {
+                        tracing::error!(error = %e, "config reload rejected; the old config stays in force");
+                    }
+                }
+            }
         }
         shutdown.cancel();
     });
     Ok(())
+}
+
+fn print_unit(unit: Unit) {
+    let text = match unit {
+        Unit::Service => {
+            let exe = std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| UNIT_EXEC_PATH.to_owned());
+            SERVICE_UNIT.replace(UNIT_EXEC_PATH, &exe)
+        }
+        Unit::Socket => SOCKET_UNIT.to_owned(),
+    };
+    print!("{text}");
 }
 
 fn init_logging(config_filter: Option<&str>) {

@@ -69,6 +69,12 @@ impl DaemonState {
             .clone()
     }
 
+    /// Puts a reloaded configuration and its providers in force.
+    pub fn replace_config(&self, config: Config, providers: Providers) {
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+        *self.providers.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(providers);
+    }
+
     /// The providers in force; cheap (an `Arc` clone).
     pub fn providers(&self) -> Arc<Providers> {
         self.providers

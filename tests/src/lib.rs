@@ -113,6 +113,19 @@ pub struct TestDaemon {
     pub dir: tempfile::TempDir,
     child: Option<Child>,
     extra_config: String,
+    launch: Launch,
+}
+
+/// How to start a daemon beyond its config: extra environment, a wrapper program.
+#[derive(Debug, Clone, Default)]
+pub struct Launch {
+    /// Extra environment variables for the daemon (after the isolation).
+    pub env: Vec<(String, std::ffi::OsString)>,
+    /// A program (and its arguments) that starts the daemon, e.g. `systemd-socket-activate`;
+    /// an argument `{socket}` becomes the daemon's socket path.
+    pub wrapper: Vec<std::ffi::OsString>,
+    /// Return without waiting for the daemon to answer.
+    pub no_wait: bool,
 }
 
 impl TestDaemon {
@@ -129,11 +142,27 @@ impl TestDaemon {
     /// # Errors
     /// See [`TestDaemon::start`].
     pub fn start_with(extra_config: &str) -> Result<TestDaemon> {
+        Self::launch(extra_config, Launch::default(), |_| Ok(()))
+    }
+
+    /// Starts a daemon the way `launch` says, after `prepare` has seen its directory (to
+    /// create a notify socket there, say).
+    ///
+    /// # Errors
+    /// See [`TestDaemon::start`].
+    pub fn launch(
+        extra_config: &str,
+        launch: Launch,
+        prepare: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<TestDaemon> {
         let dir = tempfile::Builder::new().prefix("tokd-e2e-").tempdir()?;
+        std::fs::create_dir_all(dir.path().join("run"))?;
+        prepare(dir.path())?;
         let mut daemon = TestDaemon {
             dir,
             child: None,
             extra_config: extra_config.to_owned(),
+            launch,
         };
         daemon.write_config()?;
         daemon.spawn()?;
@@ -180,14 +209,36 @@ impl TestDaemon {
     /// A `tokd-daemon` command with this daemon's flags and a clean environment.
     pub fn daemon_command(&self) -> Command {
         let d = self.dir.path();
-        let mut cmd = Command::new(&binaries().daemon);
+        let mut cmd = match self.launch.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                let socket = self.socket().into_os_string();
+                cmd.args(
+                    args.iter()
+                        .map(|a| if a == "{socket}" { &socket } else { a }),
+                )
+                .arg(&binaries().daemon);
+                cmd
+            }
+            None => Command::new(&binaries().daemon),
+        };
         cmd.arg("--config")
             .arg(self.config_path())
             .arg("--socket")
             .arg(self.socket());
         isolate_env(&mut cmd, d);
         cmd.env("TOKD_LOG", "info,tokd_daemon=debug");
+        for (k, v) in &self.launch.env {
+            cmd.env(k, v);
+        }
         cmd
+    }
+
+    /// Sends `sig` to the daemon.
+    pub fn signal(&self, sig: rustix::process::Signal) {
+        if let Some(child) = &self.child {
+            signal(child, sig);
+        }
     }
 
     fn spawn(&mut self) -> Result<()> {
@@ -203,11 +254,17 @@ impl TestDaemon {
             .spawn()
             .context("spawning tokd-daemon")?;
         self.child = Some(child);
+        if self.launch.no_wait {
+            return Ok(());
+        }
         self.wait_ready()
     }
 
     /// Polls the socket with a real hello until the daemon answers.
-    fn wait_ready(&mut self) -> Result<()> {
+    ///
+    /// # Errors
+    /// When the daemon exits or does not answer within 20 s.
+    pub fn wait_ready(&mut self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if probe(&self.socket()) {

@@ -74,8 +74,9 @@ enum Outcome {
     Aborted(ErrorReply),
 }
 
-/// Plans every loaded session and starts the scheduler loop.
-pub fn start(state: &Arc<DaemonState>) {
+/// Plans every loaded session and starts the scheduler loop (which answers `probe`, the
+/// watchdog's liveness check).
+pub fn start(state: &Arc<DaemonState>, probe: Option<crate::systemd::ProbeReceiver>) {
     let now = state.clock.now_ms();
     for session in state.sessions.all() {
         if let Slot::Live { record, runtime } = &mut *session.lock() {
@@ -95,7 +96,22 @@ pub fn start(state: &Arc<DaemonState>) {
         schedule(state, &session);
     }
     let st = state.clone();
-    state.engine.tasks.spawn(scheduler_loop(st));
+    state.engine.tasks.spawn(scheduler_loop(st, probe));
+}
+
+/// After a config reload: sessions that needed a config fix are tried again, and every
+/// session is planned with the new settings (refresh_ahead, providers).
+pub fn on_reload(state: &Arc<DaemonState>) {
+    for session in state.sessions.all() {
+        if let Slot::Live { record, runtime } = &mut *session.lock()
+            && matches!(record.terminal, Some(Terminal::NeedsConfig { .. }))
+        {
+            record.terminal = None;
+            runtime.retry_at_ms = None;
+            tracing::info!(session = %session.name, "config reloaded; trying the session again");
+        }
+        schedule(state, &session);
+    }
 }
 
 /// Stops sending new requests, waits (bounded by the HTTP timeout) for the ones already
@@ -789,7 +805,7 @@ fn on_due(state: &Arc<DaemonState>, name: &str) {
     schedule(state, &session);
 }
 
-async fn scheduler_loop(state: Arc<DaemonState>) {
+async fn scheduler_loop(state: Arc<DaemonState>, mut probe: Option<crate::systemd::ProbeReceiver>) {
     let engine = &state.engine;
     let check_ms = i64::try_from(engine.clock_check.as_millis()).unwrap_or(60_000);
     loop {
@@ -805,6 +821,9 @@ async fn scheduler_loop(state: Arc<DaemonState>) {
             () = tokio::time::sleep(Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0))) => {}
             () = engine.scheduler.notify.notified() => {}
             () = engine.stop.cancelled() => break,
+            alive = crate::systemd::next_probe(&mut probe) => {
+                let _ = alive.send(());
+            }
         }
     }
 }

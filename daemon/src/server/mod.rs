@@ -24,6 +24,7 @@ pub async fn accept_loop(
     state: Arc<DaemonState>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    mut probe: Option<crate::systemd::ProbeReceiver>,
 ) {
     let limits = state.config().limits.clone();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
@@ -31,6 +32,10 @@ pub async fn accept_loop(
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,
             r = listener.accept() => r,
+            alive = crate::systemd::next_probe(&mut probe) => {
+                let _ = alive.send(());
+                continue;
+            }
         };
         let stream = match accepted {
             Ok((stream, _)) => stream,

@@ -8,3 +8,4 @@ mod refresh;
 mod server;
 mod sessions;
 mod storage;
+mod systemd;

@@ -262,8 +262,16 @@ fn a_wrong_client_secret_needs_config_and_a_fixed_config_revives_it() {
     assert_eq!(s["has_refresh_token"], true);
     assert!(!d.log().contains("tokd-test-secret"));
 
+    // Fix the config and reload it (SIGHUP): the session is tried again.
     d.set_extra_config(&idp_provider("idp", idp.issuer(), ""))
         .expect("fix config");
+    d.signal(rustix::process::Signal::HUP);
+    wait_for(Duration::from_secs(10), "the reload", || {
+        d.log().contains("config reloaded").then_some(())
+    });
+    wait_for(Duration::from_secs(20), "the revived session", || {
+        (d.session_json("s")["state"] == "valid").then_some(())
+    });
     d.restart().expect("restarts");
     let out = d.tokd(&["refresh", "s"]);
     assert!(out.status.success(), "{}", stderr(&out));

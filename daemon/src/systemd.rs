@@ -1,0 +1,192 @@
+//! Living under systemd: the socket it passes (`LISTEN_FDS`), and the notifications it
+//! expects (`READY=1`, `STATUS=`, `WATCHDOG=1`, `STOPPING=1`). Every notification is a no-op
+//! without `NOTIFY_SOCKET`, so the daemon behaves the same when started by hand.
+
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sd_notify::NotifyState;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::server::socket::SocketError;
+use crate::state::DaemonState;
+
+/// The listening socket systemd passed (socket activation), if any.
+///
+/// Must be called before any thread is started: it clears `LISTEN_FDS`, `LISTEN_PID` and
+/// `LISTEN_FDNAMES` so that children do not inherit them.
+///
+/// # Errors
+/// [`SocketError::Io`] when the passed descriptor is not a listening Unix stream socket.
+pub fn take_activated_listener() -> Result<Option<std::os::unix::net::UnixListener>, SocketError> {
+    let fds: Vec<i32> = sd_notify::listen_fds()
+        .map(Iterator::collect)
+        .unwrap_or_default();
+    // SAFETY: called from `main` before the runtime or any other thread exists, so nothing
+    // reads the environment concurrently.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::env::remove_var("LISTEN_FDS");
+        std::env::remove_var("LISTEN_PID");
+        std::env::remove_var("LISTEN_FDNAMES");
+    }
+    let Some(&fd) = fds.first() else {
+        return Ok(None);
+    };
+    if fds.len() > 1 {
+        tracing::warn!(
+            count = fds.len(),
+            "systemd passed several sockets; using the first"
+        );
+    }
+    // SAFETY: systemd hands this descriptor to the process (LISTEN_PID matched our pid), and
+    // it is taken exactly once, here; nothing else in the process knows about it.
+    #[allow(unsafe_code)]
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let bad = |what: &str| SocketError::Io {
+        path: format!("<systemd socket fd {fd}>").into(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, what.to_owned()),
+    };
+    let kind = rustix::net::sockopt::socket_type(&owned).map_err(|_| bad("not a socket"))?;
+    if kind != rustix::net::SocketType::STREAM {
+        return Err(bad("not a stream socket (use ListenStream=)"));
+    }
+    match rustix::net::getsockname(&owned) {
+        Ok(addr) if addr.address_family() == rustix::net::AddressFamily::UNIX => {}
+        _ => return Err(bad("not a Unix socket")),
+    }
+    if !rustix::net::sockopt::socket_acceptconn(&owned).unwrap_or(false) {
+        return Err(bad("not listening"));
+    }
+    let listener = std::os::unix::net::UnixListener::from(owned);
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| SocketError::Io {
+            path: format!("<systemd socket fd {fd}>").into(),
+            source: e,
+        })?;
+    Ok(Some(listener))
+}
+
+/// Tells systemd the daemon serves.
+pub fn notify_ready(summary: &str) {
+    notify(&[NotifyState::Ready, NotifyState::Status(summary)]);
+}
+
+/// Tells systemd the daemon is stopping.
+pub fn notify_stopping() {
+    notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+}
+
+/// Tells systemd a reload is under way, then done.
+pub fn notify_reloaded(summary: &str) {
+    notify(&[NotifyState::Ready, NotifyState::Status(summary)]);
+}
+
+fn notify(states: &[NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
+}
+
+/// Whether a service manager listens for notifications.
+pub fn notifying() -> bool {
+    std::env::var_os("NOTIFY_SOCKET").is_some()
+}
+
+/// The one-line summary for `STATUS=`.
+pub fn summary(state: &DaemonState) -> String {
+    let (total, healthy, needs_login) = state.sessions.health_counts(&state.config());
+    format!(
+        "{total} session{}, {healthy} healthy, {needs_login} need{} a login",
+        if total == 1 { "" } else { "s" },
+        if needs_login == 1 { "s" } else { "" }
+    )
+}
+
+/// A liveness probe answered by a loop that is still turning.
+pub type Probe = oneshot::Sender<()>;
+
+/// The receiving end a loop polls for probes.
+pub type ProbeReceiver = mpsc::Receiver<Probe>;
+
+/// Probes for the two loops the watchdog vouches for.
+#[derive(Debug)]
+pub struct Liveness {
+    /// Probes the accept loop answers.
+    pub accept: mpsc::Sender<Probe>,
+    /// Probes the refresh scheduler answers.
+    pub scheduler: mpsc::Sender<Probe>,
+}
+
+/// Creates the probe channels: the senders for the watchdog, the receivers for the loops.
+pub fn liveness() -> (Liveness, ProbeReceiver, ProbeReceiver) {
+    let (accept, accept_rx) = mpsc::channel(1);
+    let (scheduler, scheduler_rx) = mpsc::channel(1);
+    (Liveness { accept, scheduler }, accept_rx, scheduler_rx)
+}
+
+/// Sends `WATCHDOG=1` at half `WATCHDOG_USEC`, but only after both the accept loop and the
+/// scheduler answered a probe: a ping from a task of its own would prove nothing.
+pub async fn watchdog(live: Liveness, interval: Duration, shutdown: CancellationToken) {
+    let period = interval / 2;
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        let answer_limit = period / 2;
+        let alive = answers(&live.accept, answer_limit).await
+            && answers(&live.scheduler, answer_limit).await;
+        if alive {
+            notify(&[NotifyState::Watchdog]);
+        } else {
+            tracing::error!(
+                "a core loop did not answer its liveness probe; withholding the watchdog ping"
+            );
+        }
+    }
+}
+
+async fn answers(probe: &mpsc::Sender<Probe>, limit: Duration) -> bool {
+    let (tx, rx) = oneshot::channel();
+    if probe.try_send(tx).is_err() {
+        return false;
+    }
+    matches!(tokio::time::timeout(limit, rx).await, Ok(Ok(())))
+}
+
+/// Keeps `STATUS=` current: recomputed on every session event and at least every minute
+/// (expiries raise no event), sent when it changed.
+pub async fn status_updates(state: Arc<DaemonState>, shutdown: CancellationToken) {
+    let mut events = state.events.subscribe();
+    let mut last = summary(&state);
+    loop {
+        tokio::select! {
+            _ = events.recv() => {}
+            () = tokio::time::sleep(Duration::from_secs(60)) => {}
+            () = shutdown.cancelled() => return,
+        }
+        let now = summary(&state);
+        if now != last {
+            notify(&[NotifyState::Status(&now)]);
+            last = now;
+        }
+    }
+}
+
+/// The next probe from `rx`; never resolves when there is no probe channel (no watchdog) or
+/// it closed, so a `select!` branch on it simply never fires.
+pub async fn next_probe(rx: &mut Option<ProbeReceiver>) -> Probe {
+    if let Some(r) = rx.as_mut()
+        && let Some(probe) = r.recv().await
+    {
+        return probe;
+    }
+    *rx = None;
+    std::future::pending().await
+}

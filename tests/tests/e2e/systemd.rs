@@ -222,3 +222,34 @@ fn sighup_applies_a_changed_config_and_keeps_the_old_one_when_broken() {
     );
     assert!(d.tokd(&["status"]).status.success());
 }
+
+#[test]
+fn under_journald_log_lines_carry_no_timestamp_or_colour() {
+    let d = TestDaemon::launch(
+        tokd_e2e::DEFAULT_PROVIDERS,
+        Launch {
+            env: vec![("JOURNAL_STREAM".into(), "8:12345".into())],
+            ..Launch::default()
+        },
+        |_| Ok(()),
+    )
+    .expect("daemon starts");
+    let log = d.log();
+    let first = log.lines().next().expect("a log line");
+    assert!(
+        first.starts_with(" INFO") || first.starts_with("INFO"),
+        "{first}"
+    );
+    assert!(!log.contains('\u{1b}'), "no ANSI escapes");
+    let plain = TestDaemon::start().expect("daemon starts");
+    let first = plain
+        .log()
+        .lines()
+        .next()
+        .map(str::to_owned)
+        .unwrap_or_default();
+    assert!(
+        first.starts_with("20"),
+        "a timestamp without journald: {first}"
+    );
+}

@@ -12,6 +12,7 @@
 //! - [`engine`]: the refresh engine — deadline scheduler, single-flight refresh tasks,
 //!   commits guarded by generation, backoff, terminal states.
 //! - [`providers`]: how tokens are obtained; where HTTP happens.
+//! - [`login`]: device flow and browser flow (PKCE, loopback redirect), run by the daemon.
 //! - [`store`]: the only code that touches sled or key bytes — sealed records, key sources,
 //!   quarantine of records that fail to open.
 //! - [`config`]: embedded defaults, the optional TOML file, flags.
@@ -26,6 +27,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod handlers;
+pub mod login;
 pub mod providers;
 pub mod server;
 pub mod sessions;

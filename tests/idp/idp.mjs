@@ -2,6 +2,15 @@
 // http://127.0.0.1:<ephemeral port>, in-memory storage, short-lived access tokens, rotating
 // refresh tokens with reuse detection, and test-only control routes under /test/.
 //
+// Login flows without a human:
+// - Authorization code (+ PKCE): every interaction (/interaction/<uid>) is finished at once
+//   for the account "alice", logging her in and consenting to everything requested (or, with
+//   {"interaction": "deny"} in /test/config, answering access_denied). A plain
+//   redirect-following HTTP client that keeps cookies ends at the client's redirect_uri.
+// - Device authorization grant: /test/approve-device and /test/deny-device act as the user
+//   entering the user code. The device authorization response carries "interval" (1 s by
+//   default, see device_interval), which oidc-provider itself never sends.
+//
 // stdout carries exactly one line, the readiness signal:
 //   {"ready":true,"issuer":"http://127.0.0.1:PORT"}
 // Everything else goes to stderr. The process exits on SIGTERM/SIGINT and when stdin closes,
@@ -28,12 +37,20 @@ const config = {
   access_ttl: 10, // seconds, for access tokens issued from now on
   token_delay_ms: 0, // artificial delay before the token endpoint handles a request
   openid_configuration: true, // false: /.well-known/openid-configuration answers 404
+  device_interval: 1, // "interval" of device authorization responses; 0: omitted (RFC 8628: 5 s)
+  device_slow_down: 0, // the next n device_code token requests answer slow_down
+  interaction: 'approve', // 'approve' | 'deny': how interactions are finished
+  // OpenID Connect Core §11, enforced by oidc-provider: an authorization request's
+  // offline_access scope is dropped (no refresh token) unless it carries prompt=consent.
+  // false: a request asking for offline_access without any prompt gets prompt=consent added.
+  offline_access_needs_consent_prompt: true,
 };
 
 const zeroStats = () => ({
   token_requests: 0,
   refresh_requests: 0,
   client_credentials_requests: 0,
+  device_code_requests: 0,
   failed_requests: 0,
   in_flight: 0,
   max_in_flight: 0,
@@ -45,6 +62,10 @@ const SECRET = 'tokd-test-secret';
 const SCOPE = 'openid offline_access api';
 const REDIRECT_URIS = ['http://127.0.0.1/callback'];
 const DEVICE_CODE = 'urn:ietf:params:oauth:grant-type:device_code';
+const AUTO_ACCOUNT = 'alice'; // the account that interactions log in
+const INTERACTION_VALUES = ['approve', 'deny'];
+// The endpoints that authenticate clients (oidc-provider's default routes).
+const CLIENT_AUTH_PATHS = new Set(['/token', '/device/auth', '/token/revocation', '/token/introspection']);
 
 // ---------------------------------------------------------------------------------------
 // Storage: a plain in-memory adapter without the size-bounded LRU of oidc-provider's default
@@ -118,11 +139,16 @@ class TestAdapter {
 // ---------------------------------------------------------------------------------------
 // Provider configuration.
 
+// Native clients (RFC 8252): the registered redirect_uri http://127.0.0.1/callback matches
+// http://127.0.0.1:<any port>/callback (§7.3; oidc-provider ignores the port of loopback
+// redirect URIs for native clients only). Native clients also always get a consent prompt,
+// which the automatic interaction answers.
 function clientMetadata(clientId, authMethod) {
   const grantTypes = ['refresh_token', 'authorization_code', DEVICE_CODE];
   if (authMethod !== 'none') grantTypes.push('client_credentials');
   const metadata = {
     client_id: clientId,
+    application_type: 'native',
     token_endpoint_auth_method: authMethod,
     grant_types: grantTypes,
     response_types: ['code'],
@@ -319,6 +345,91 @@ async function revokeGrant(provider, body) {
   return { revoked: true };
 }
 
+// oidc-provider's user code normalisation (helpers/user_codes.js): upper case, no separators.
+const normalizeUserCode = (input) => input.toUpperCase().replace(/\W/g, '');
+
+// The pending device code behind body.user_code.
+async function pendingDeviceCode(provider, body) {
+  const userCode = requireString(body, 'user_code');
+  const code = await provider.DeviceCode.findByUserCode(normalizeUserCode(userCode), {
+    ignoreExpiration: true,
+  });
+  if (!code) throw new HttpError(404, `no device code with user code ${userCode}`);
+  if (code.isExpired) throw new HttpError(409, `the device code of ${userCode} has expired`);
+  if (code.consumed) throw new HttpError(409, `the device code of ${userCode} was already used`);
+  if (code.accountId || code.error) {
+    throw new HttpError(409, `the device code of ${userCode} was already approved or denied`);
+  }
+  return code;
+}
+
+// What the user does at the verification URI: logs in, enters the user code, consents to all
+// requested scopes. The next poll of the device code answers tokens.
+async function approveDevice(provider, body) {
+  const code = await pendingDeviceCode(provider, body);
+  const sub = typeof body.sub === 'string' && body.sub ? body.sub : AUTO_ACCOUNT;
+  const scope = code.params?.scope ?? '';
+  const grant = new provider.Grant({ accountId: sub, clientId: code.clientId });
+  if (scope) grant.addOIDCScope(scope);
+  const grantId = await grant.save();
+  Object.assign(code, {
+    accountId: sub,
+    authTime: nowEpoch(),
+    grantId,
+    scope: scope || undefined,
+    expiresWithSession: false,
+  });
+  await code.save();
+  log(`device code of ${body.user_code} approved for ${sub}: ${scope}`);
+  return { approved: true, sub, scope };
+}
+
+// The user refuses at the verification URI: the next poll answers access_denied.
+async function denyDevice(provider, body) {
+  const code = await pendingDeviceCode(provider, body);
+  Object.assign(code, { error: 'access_denied', errorDescription: 'the user denied the request' });
+  await code.save();
+  log(`device code of ${body.user_code} denied`);
+  return { denied: true };
+}
+
+// Finishes an interaction (GET /interaction/<uid>) as the user would: logs in AUTO_ACCOUNT (or
+// keeps the session's account) and consents to every requested scope and claim; with
+// config.interaction 'deny' the user refuses. Redirects (303) to the authorization resume
+// endpoint, which redirects to the client. Needs the interaction cookie oidc-provider set.
+async function finishInteraction(provider, ctx) {
+  let details;
+  try {
+    details = await provider.interactionDetails(ctx.req, ctx.res);
+  } catch (err) {
+    throw new HttpError(400, `no interaction to finish (cookies kept?): ${err.message}`);
+  }
+  const { prompt, params, session, grantId: existingGrantId } = details;
+  let result;
+  if (config.interaction === 'deny') {
+    result = { error: 'access_denied', error_description: 'the user denied the request' };
+  } else {
+    const accountId = session?.accountId ?? AUTO_ACCOUNT;
+    let grant = existingGrantId ? await provider.Grant.find(existingGrantId) : undefined;
+    grant ??= new provider.Grant({ accountId, clientId: params.client_id });
+    if (params.scope) grant.addOIDCScope(params.scope);
+    const missing = prompt?.details ?? {};
+    if (missing.missingOIDCScope) grant.addOIDCScope(missing.missingOIDCScope.join(' '));
+    if (missing.missingOIDCClaims) grant.addOIDCClaims(missing.missingOIDCClaims);
+    for (const [indicator, scopes] of Object.entries(missing.missingResourceScopes ?? {})) {
+      grant.addResourceScope(indicator, scopes.join(' '));
+    }
+    const grantId = await grant.save();
+    result = { login: { accountId }, consent: { grantId } };
+  }
+  const returnTo = await provider.interactionResult(ctx.req, ctx.res, result, {
+    mergeWithLastSubmission: false,
+  });
+  log(`interaction ${details.uid} (${prompt?.name}) finished: ${config.interaction}`);
+  ctx.status = 303;
+  ctx.redirect(returnTo);
+}
+
 async function controlRoute(provider, ctx) {
   const route = `${ctx.method} ${ctx.path}`;
   switch (route) {
@@ -341,14 +452,27 @@ async function controlRoute(provider, ctx) {
       const accessTtl = optionalNonNegativeInt(body, 'access_ttl');
       const delay = optionalNonNegativeInt(body, 'token_delay_ms');
       if (accessTtl === 0) throw new HttpError(400, '"access_ttl" must be at least 1');
+      const interval = optionalNonNegativeInt(body, 'device_interval');
+      const slowDown = optionalNonNegativeInt(body, 'device_slow_down');
       if (body.openid_configuration !== undefined && typeof body.openid_configuration !== 'boolean') {
         throw new HttpError(400, '"openid_configuration" must be a boolean');
+      }
+      const strictOffline = body.offline_access_needs_consent_prompt;
+      if (strictOffline !== undefined && typeof strictOffline !== 'boolean') {
+        throw new HttpError(400, '"offline_access_needs_consent_prompt" must be a boolean');
+      }
+      if (body.interaction !== undefined && !INTERACTION_VALUES.includes(body.interaction)) {
+        throw new HttpError(400, `"interaction" must be one of ${INTERACTION_VALUES.join(', ')}`);
       }
       if (accessTtl !== undefined) config.access_ttl = accessTtl;
       if (delay !== undefined) config.token_delay_ms = delay;
       if (body.openid_configuration !== undefined) {
         config.openid_configuration = body.openid_configuration;
       }
+      if (interval !== undefined) config.device_interval = interval;
+      if (slowDown !== undefined) config.device_slow_down = slowDown;
+      if (body.interaction !== undefined) config.interaction = body.interaction;
+      if (strictOffline !== undefined) config.offline_access_needs_consent_prompt = strictOffline;
       log('config', JSON.stringify(config));
       return config;
     }
@@ -358,6 +482,10 @@ async function controlRoute(provider, ctx) {
     }
     case 'POST /test/revoke-grant':
       return revokeGrant(provider, await readJson(ctx.req));
+    case 'POST /test/approve-device':
+      return approveDevice(provider, await readJson(ctx.req));
+    case 'POST /test/deny-device':
+      return denyDevice(provider, await readJson(ctx.req));
     default:
       throw new HttpError(404, `no test route ${route}`);
   }
@@ -418,10 +546,32 @@ function installMiddleware(provider) {
       return;
     }
 
-    if (ctx.path === '/token' && ctx.method === 'POST') {
-      stats.token_requests += 1;
-      stats.in_flight += 1;
-      stats.max_in_flight = Math.max(stats.max_in_flight, stats.in_flight);
+    if (ctx.method === 'GET' && ctx.path === '/auth' && !config.offline_access_needs_consent_prompt) {
+      const { query } = ctx;
+      if (query.prompt === undefined && typeof query.scope === 'string'
+        && query.scope.split(' ').includes('offline_access')) {
+        ctx.query = { ...query, prompt: 'consent' };
+      }
+    }
+
+    if (ctx.method === 'GET' && /^\/interaction\/[^/]+$/.test(ctx.path)) {
+      try {
+        await finishInteraction(provider, ctx);
+      } catch (err) {
+        if (!(err instanceof HttpError)) log('interaction failed:', err);
+        ctx.status = err instanceof HttpError ? err.status : 500;
+        ctx.body = { error: err.message };
+      }
+      return;
+    }
+
+    if (ctx.method === 'POST' && CLIENT_AUTH_PATHS.has(ctx.path)) {
+      const isToken = ctx.path === '/token';
+      if (isToken) {
+        stats.token_requests += 1;
+        stats.in_flight += 1;
+        stats.max_in_flight = Math.max(stats.max_in_flight, stats.in_flight);
+      }
       let form = {};
       try {
         // Read the body here (oidc-provider then parses ctx.request.body) to see the grant
@@ -429,7 +579,7 @@ function installMiddleware(provider) {
         const raw = await readRaw(ctx.req);
         ctx.request.body = raw;
         if (ctx.is('application/x-www-form-urlencoded')) form = querystring.parse(raw);
-        if (config.token_delay_ms > 0) {
+        if (isToken && config.token_delay_ms > 0) {
           await new Promise((resolve) => {
             setTimeout(resolve, config.token_delay_ms);
           });
@@ -438,15 +588,29 @@ function installMiddleware(provider) {
           ctx.status = 401;
           ctx.set('WWW-Authenticate', 'Basic realm="tokd-test-idp"');
           ctx.body = { error: 'invalid_client', error_description: 'client authentication failed' };
-          log('token endpoint error: invalid_client - authentication method differs from the registered one');
+          log(`${ctx.path} error: invalid_client - authentication method differs from the registered one`);
+          return;
+        }
+        if (isToken && form.grant_type === DEVICE_CODE && config.device_slow_down > 0) {
+          config.device_slow_down -= 1;
+          ctx.status = 400;
+          ctx.set('Cache-Control', 'no-store');
+          ctx.body = {
+            error: 'slow_down',
+            error_description: 'you are polling too quickly and should back off at a reasonable rate',
+          };
+          log(`token endpoint error: slow_down (test control, ${config.device_slow_down} more)`);
           return;
         }
         await next();
       } finally {
-        stats.in_flight -= 1;
-        if (form.grant_type === 'refresh_token') stats.refresh_requests += 1;
-        if (form.grant_type === 'client_credentials') stats.client_credentials_requests += 1;
-        if (ctx.status >= 400) stats.failed_requests += 1;
+        if (isToken) {
+          stats.in_flight -= 1;
+          if (form.grant_type === 'refresh_token') stats.refresh_requests += 1;
+          if (form.grant_type === 'client_credentials') stats.client_credentials_requests += 1;
+          if (form.grant_type === DEVICE_CODE) stats.device_code_requests += 1;
+          if (ctx.status >= 400) stats.failed_requests += 1;
+        }
       }
       return;
     }
@@ -454,6 +618,19 @@ function installMiddleware(provider) {
     await next();
   });
 
+  // oidc-provider never sends RFC 8628's "interval" (clients then wait 5 s between polls).
+  provider.on('device_authorization.success', (_ctx, body) => {
+    if (config.device_interval > 0) body.interval = config.device_interval;
+  });
+  provider.on('device_authorization.error', (_ctx, err) => {
+    log('device authorization error:', err.error, '-', err.error_detail ?? err.error_description);
+  });
+  provider.on('authorization.error', (_ctx, err) => {
+    log('authorization error:', err.error, '-', err.error_detail ?? err.error_description);
+  });
+  provider.on('revocation.error', (_ctx, err) => {
+    log('revocation error:', err.error, '-', err.error_detail ?? err.error_description);
+  });
   provider.on('grant.error', (ctx, err) => {
     log('token endpoint error:', err.error, '-', err.error_detail ?? err.error_description);
   });

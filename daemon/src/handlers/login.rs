@@ -1,21 +1,13 @@
-//! `login`: interactive login performed by the daemon (streamed answer).
+//! `login`: interactive login performed by the daemon (streamed answer: prompts, then the
+//! stored session).
+
+use std::sync::Arc;
 
 use tokd_protocol::verbs::login::LoginRequest;
-use tokd_protocol::{ErrorCode, ErrorReply, Response};
 
 use super::Reply;
 use crate::state::DaemonState;
 
-pub(super) fn handle(req: LoginRequest, state: &DaemonState) -> Reply {
-    let config = state.config();
-    if !config.providers.contains_key(&req.provider) {
-        return Reply::One(Response::Error(ErrorReply::new(
-            ErrorCode::Invalid,
-            format!("no provider named {:?} in the config", req.provider),
-        )));
-    }
-    Reply::One(Response::Error(ErrorReply::new(
-        ErrorCode::Invalid,
-        "this daemon cannot log in yet; import a token response with `tokd add` instead",
-    )))
+pub(super) fn handle(req: LoginRequest, state: &Arc<DaemonState>) -> Reply {
+    Reply::Stream(crate::login::start(state.clone(), req))
 }

@@ -106,6 +106,20 @@ pub enum TokenGrant<'a> {
     },
     /// RFC 6749 §4.4: a fresh grant for the client itself.
     ClientCredentials,
+    /// RFC 8628 §3.4: poll for the tokens of an approved device code.
+    DeviceCode {
+        /// The device code.
+        device_code: &'a Secret,
+    },
+    /// RFC 6749 §4.1.3 with RFC 7636: exchange an authorization code.
+    AuthorizationCode {
+        /// The code from the redirect.
+        code: &'a Secret,
+        /// The redirect URI the code was issued for.
+        redirect_uri: &'a str,
+        /// The PKCE verifier.
+        code_verifier: &'a Secret,
+    },
 }
 
 /// Everything a token request needs besides the provider.
@@ -312,10 +326,10 @@ impl Provider {
                 )
                 .await?
             }
-            (ProviderKind::Json, TokenGrant::ClientCredentials) => {
+            (ProviderKind::Json, _) => {
                 return Err(ProviderError::NeedsConfig(format!(
-                    "provider {:?} is a json refresh endpoint; it cannot issue tokens without a \
-                     refresh token",
+                    "provider {:?} is a json refresh endpoint; it can only refresh (log in \
+                     through the backend and import the answer with `tokd add`)",
                     self.name
                 )));
             }

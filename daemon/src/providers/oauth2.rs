@@ -1,4 +1,5 @@
-//! RFC 6749 token requests (refresh_token §6, client_credentials §4.4), client
+//! RFC 6749 token requests (refresh_token §6, client_credentials §4.4, authorization_code
+//! §4.1 with PKCE, and RFC 8628's device_code), client
 //! authentication (§2.3.1), error classification (§5.2), and discovery (OpenID Connect
 //! Discovery, then RFC 8414).
 
@@ -28,6 +29,27 @@ pub async fn token_request(
     headers: &BTreeMap<String, String>,
     sent_at: EpochMs,
 ) -> Result<TokenSet, ProviderError> {
+    let answer = send_token_form(provider, client, url, grant, headers).await?;
+    interpret(
+        &answer,
+        sent_at,
+        provider.default_lifetime(),
+        &secrets_of(provider, grant),
+    )
+}
+
+/// Sends the form of one token request (grant fields, scope, audience, resource, extra
+/// parameters) with client authentication, and returns the raw answer.
+///
+/// # Errors
+/// Transport failures, classified.
+pub async fn send_token_form(
+    provider: &Provider,
+    client: &reqwest::Client,
+    url: &Url,
+    grant: &TokenGrant<'_>,
+    headers: &BTreeMap<String, String>,
+) -> Result<Answer, ProviderError> {
     let cfg = &provider.config;
     let mut form: Vec<(&str, String)> = Vec::new();
     match grant {
@@ -38,7 +60,36 @@ pub async fn token_request(
         TokenGrant::ClientCredentials => {
             form.push(("grant_type", "client_credentials".into()));
         }
+        TokenGrant::DeviceCode { device_code } => {
+            form.push((
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:device_code".into(),
+            ));
+            form.push(("device_code", device_code.expose().to_owned()));
+        }
+        TokenGrant::AuthorizationCode {
+            code,
+            redirect_uri,
+            code_verifier,
+        } => {
+            form.push(("grant_type", "authorization_code".into()));
+            form.push(("code", code.expose().to_owned()));
+            form.push(("redirect_uri", (*redirect_uri).to_owned()));
+            form.push(("code_verifier", code_verifier.expose().to_owned()));
+        }
     }
+    // The authorization request already carried the scope of a code exchange.
+    if !matches!(grant, TokenGrant::AuthorizationCode { .. }) {
+        push_scope_and_extras(cfg, &mut form);
+    }
+    post_form(provider, client, url, form, headers, "token endpoint").await
+}
+
+/// The configured scope, audience, resource and extra parameters, appended to a form.
+pub fn push_scope_and_extras<'a>(
+    cfg: &'a crate::config::ProviderConfig,
+    form: &mut Vec<(&'a str, String)>,
+) {
     if let Some(scope) = &cfg.scope {
         // A refresh may narrow the scope but not widen it; most providers accept the same.
         form.push(("scope", scope.clone()));
@@ -52,7 +103,22 @@ pub async fn token_request(
     for (k, v) in &cfg.extra_params {
         form.push((k.as_str(), v.clone()));
     }
-    let client_id = cfg.client_id.clone().unwrap_or_default();
+}
+
+/// POSTs a form with the provider's client authentication (RFC 6749 §2.3.1) and headers:
+/// the one way tokd talks to token, device authorization and revocation endpoints.
+///
+/// # Errors
+/// Transport failures, classified.
+pub async fn post_form(
+    provider: &Provider,
+    client: &reqwest::Client,
+    url: &Url,
+    mut form: Vec<(&str, String)>,
+    headers: &BTreeMap<String, String>,
+    what: &str,
+) -> Result<Answer, ProviderError> {
+    let client_id = provider.config.client_id.clone().unwrap_or_default();
     let mut request = client
         .post(url.clone())
         .header("Accept", "application/json")
@@ -60,7 +126,7 @@ pub async fn token_request(
     match provider.auth_method() {
         AuthMethod::ClientSecretBasic => {
             let secret = provider.client_secret.as_ref().map_or("", |s| s.expose());
-            // RFC 6749 §2.3.1: both parts are form-urlencoded before base64.
+            // Both parts are form-urlencoded before base64.
             let pair = format!("{}:{}", form_urlencode(&client_id), form_urlencode(secret));
             request = request.header(
                 "Authorization",
@@ -84,21 +150,84 @@ pub async fn token_request(
     for (_, v) in &mut form {
         zeroize::Zeroize::zeroize(v);
     }
-    let answer = http::send(
+    http::send(
         request
             .header("Content-Type", "application/x-www-form-urlencoded")
             .body(body.as_bytes().to_vec()),
-        "token endpoint",
+        what,
     )
-    .await?;
+    .await
+}
+
+/// The secrets a request carried, to scrub from the provider's error text.
+pub fn secrets_of<'a>(provider: &'a Provider, grant: &'a TokenGrant<'_>) -> Vec<&'a str> {
     let mut secrets: Vec<&str> = Vec::new();
-    if let TokenGrant::Refresh { refresh_token } = grant {
-        secrets.push(refresh_token.expose());
+    match grant {
+        TokenGrant::Refresh { refresh_token } => secrets.push(refresh_token.expose()),
+        TokenGrant::DeviceCode { device_code } => secrets.push(device_code.expose()),
+        TokenGrant::AuthorizationCode {
+            code,
+            code_verifier,
+            ..
+        } => {
+            secrets.push(code.expose());
+            secrets.push(code_verifier.expose());
+        }
+        TokenGrant::ClientCredentials => {}
     }
     if let Some(secret) = &provider.client_secret {
         secrets.push(secret.expose());
     }
-    interpret(&answer, sent_at, provider.default_lifetime(), &secrets)
+    secrets
+}
+
+/// Revokes `token` at the provider's revocation endpoint (RFC 7009). `Ok(false)` when the
+/// provider offers none.
+///
+/// # Errors
+/// A classified [`ProviderError`] when the endpoint does not confirm.
+pub async fn revoke(
+    provider: &Provider,
+    client: &reqwest::Client,
+    token: &tokd_protocol::Secret,
+    hint: &str,
+) -> Result<bool, ProviderError> {
+    let Some(url) = provider.endpoints(client).await?.revocation else {
+        return Ok(false);
+    };
+    let form = vec![
+        ("token", token.expose().to_owned()),
+        ("token_type_hint", hint.to_owned()),
+    ];
+    let answer = post_form(
+        provider,
+        client,
+        &url,
+        form,
+        &provider.config.headers,
+        "revocation endpoint",
+    )
+    .await?;
+    if answer.status.is_success() {
+        return Ok(true);
+    }
+    let secrets = [token.expose()];
+    let detail = serde_json::from_slice::<OAuthError>(&answer.body).map_or_else(
+        |_| String::new(),
+        |e| format!(" ({})", e.describe(&secrets)),
+    );
+    Err(ProviderError::Retryable {
+        message: format!("the revocation endpoint answered {}{detail}", answer.status),
+        retry_after: http::retry_after(&answer.headers),
+        sent_no_answer: false,
+    })
+}
+
+/// The `error` code of an RFC 6749 §5.2 error body, if the answer is one.
+pub fn error_code(answer: &Answer) -> Option<String> {
+    serde_json::from_slice::<OAuthError>(&answer.body)
+        .ok()
+        .map(|e| e.error)
 }
 
 /// Classifies a token endpoint's answer. `secrets` (the refresh token and client secret

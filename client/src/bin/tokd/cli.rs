@@ -7,7 +7,12 @@ use clap::{Args, Parser, Subcommand};
 
 /// Talk to the tokd daemon: fetch bearer tokens, import and inspect sessions.
 #[derive(Debug, Parser)]
-#[command(name = "tokd", version, about, propagate_version = true)]
+#[command(
+    name = "tokd",
+    version,
+    about = "Get OAuth2 / OpenID Connect bearer tokens from the tokd daemon, and manage its sessions",
+    propagate_version = true
+)]
 pub struct Cli {
     /// Socket of the daemon (default: $TOKD_SOCKET, $XDG_RUNTIME_DIR/tokd/tokd.sock, or
     /// ${TMPDIR:-/tmp}/tokd-$UID/tokd.sock).
@@ -42,6 +47,18 @@ pub enum Command {
     Watch(WatchArgs),
     /// Run a command with a session's token in its environment.
     Exec(ExecArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), e.g. `tokd man | man -l -`.
+    Man,
+}
+
+/// `tokd completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// `tokd get`.

@@ -29,6 +29,8 @@ fn main() -> ExitCode {
         // The hot path: no async runtime, one write, one read.
         Command::Get(args) => commands::get::run(&socket, &args),
         Command::Exec(args) => commands::exec::run(&socket, args),
+        Command::Completions(args) => commands::docs::completions(args.shell),
+        Command::Man => commands::docs::man(),
         other => {
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()

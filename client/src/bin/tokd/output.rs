@@ -44,8 +44,11 @@ pub fn relative(at_ms: Option<i64>, now: i64) -> String {
     }
 }
 
-/// Prints rows as left-aligned columns separated by two spaces.
-pub fn print_table(rows: &[Vec<String>]) {
+/// Prints rows as left-aligned columns separated by two spaces. On a terminal (and without
+/// `NO_COLOR`), `colour(column, cell)` may give an ANSI colour code for a body cell.
+pub fn print_table(rows: &[Vec<String>], colour: fn(usize, &str) -> Option<&'static str>) {
+    use std::io::IsTerminal;
+    let coloured = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|c| {
@@ -56,14 +59,15 @@ pub fn print_table(rows: &[Vec<String>]) {
                 .unwrap_or(0)
         })
         .collect();
-    for row in rows {
+    for (r, row) in rows.iter().enumerate() {
         let mut line = String::new();
         for (i, cell) in row.iter().enumerate() {
-            if i + 1 == row.len() {
-                line.push_str(cell);
-            } else {
+            match colour(i, cell).filter(|_| coloured && r > 0) {
+                Some(code) => line.push_str(&format!("\x1b[{code}m{cell}\x1b[0m")),
+                None => line.push_str(cell),
+            }
+            if i + 1 < row.len() {
                 let pad = widths[i] - cell.chars().count();
-                line.push_str(cell);
                 line.push_str(&" ".repeat(pad + 2));
             }
         }

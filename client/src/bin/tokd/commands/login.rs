@@ -1,10 +1,14 @@
-//! `tokd login`: shows the daemon's prompts until the login finishes.
+//! `tokd login`: shows the daemon's prompts until the login finishes. The daemon does the
+//! work; Ctrl-C ends this process, which closes the connection and cancels the login.
+
+use std::io::IsTerminal;
 
 use tokd::Client;
 use tokd_protocol::Response;
 use tokd_protocol::verbs::login::{LoginMethod, LoginPrompt, LoginRequest};
 
 use crate::cli::LoginArgs;
+use crate::output::{now_ms, relative};
 use crate::{CmdResult, Outcome};
 
 /// Runs `tokd login`.
@@ -30,22 +34,68 @@ pub async fn run(client: Client, args: LoginArgs) -> CmdResult {
                 verification_uri,
                 user_code,
                 verification_uri_complete,
-                ..
-            }) => {
-                eprintln!("To log in, open {verification_uri} and enter the code {user_code}");
-                if let Some(uri) = verification_uri_complete {
-                    eprintln!("(or open {uri})");
+                expires_in_s,
+            }) => show_device_prompt(
+                &verification_uri,
+                &user_code,
+                verification_uri_complete.as_deref(),
+                expires_in_s,
+            ),
+            Response::LoginPrompt(LoginPrompt::Browser { url, open }) => {
+                if open && open_browser(&url) {
+                    eprintln!(
+                        "Opened your browser to log in. If nothing happened, open:\n\n  {url}\n"
+                    );
+                } else {
+                    eprintln!("To log in, open this address in a browser:\n\n  {url}\n");
                 }
-            }
-            Response::LoginPrompt(LoginPrompt::Browser { url, .. }) => {
-                eprintln!("To log in, open {url}");
+                eprintln!("Waiting for the login to finish (Ctrl-C cancels)…");
             }
             Response::LoggedIn(reply) => {
-                println!("logged in: session {} is ready", reply.session.name);
+                let s = &reply.session;
+                println!(
+                    "logged in: session {} (provider {}) is ready; token expires {}",
+                    s.name,
+                    s.provider,
+                    relative(s.expires_at_ms, now_ms())
+                );
                 return Ok(Outcome::Exit(0));
             }
             _ => return Err(tokd::ClientError::Unexpected("a login prompt or result")),
         }
     }
     Err(tokd::ClientError::Closed)
+}
+
+fn show_device_prompt(uri: &str, code: &str, complete: Option<&str>, expires_in_s: u64) {
+    eprintln!("To log in, open {uri}\nand enter the code:  {code}\n");
+    if let Some(complete) = complete {
+        if std::io::stderr().is_terminal()
+            && let Ok(qr) = qrcode::QrCode::new(complete.as_bytes())
+        {
+            let art = qr
+                .render::<qrcode::render::unicode::Dense1x2>()
+                .quiet_zone(true)
+                .build();
+            eprintln!("Or scan this code with a phone:\n{art}");
+        }
+        eprintln!("(or open {complete})\n");
+    }
+    eprintln!(
+        "The code expires in {}. Waiting for the approval (Ctrl-C cancels)…",
+        crate::output::compact(i64::try_from(expires_in_s).unwrap_or(0) * 1000)
+    );
+}
+
+/// Opens `url` with the desktop's browser (`xdg-open`, or `$BROWSER`); false if it could
+/// not be started.
+fn open_browser(url: &str) -> bool {
+    let program = std::env::var("BROWSER").unwrap_or_else(|_| "xdg-open".to_owned());
+    std::process::Command::new(program)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .is_ok()
 }

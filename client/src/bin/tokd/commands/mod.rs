@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod add;
+pub mod docs;
 pub mod exec;
 pub mod get;
 pub mod list;
@@ -27,7 +28,9 @@ pub async fn run_async(socket: &SocketPath, command: Command) -> CmdResult {
         Command::Logout(args) => simple::logout(client, &args.name).await,
         Command::Login(args) => login::run(client, args).await,
         Command::Watch(args) => watch::run(client, &args).await,
-        Command::Get(_) | Command::Exec(_) => Ok(Outcome::Exit(2)),
+        Command::Get(_) | Command::Exec(_) | Command::Completions(_) | Command::Man => {
+            Ok(Outcome::Exit(2))
+        }
     }
 }
 

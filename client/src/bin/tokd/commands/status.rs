@@ -78,7 +78,20 @@ fn print_human(reply: &StatusReply) {
             s.last_error.clone().unwrap_or_else(|| "-".into()),
         ]);
     }
-    print_table(&rows);
+    print_table(&rows, colour_state);
+}
+
+/// Colours the STATE column on a terminal (green healthy, yellow retrying, red needs you).
+fn colour_state(column: usize, cell: &str) -> Option<&'static str> {
+    if column != 2 {
+        return None;
+    }
+    match cell {
+        "valid" => Some("32"),
+        "refreshing" | "backoff" => Some("33"),
+        "needs_login" | "needs_config" | "corrupt" => Some("31"),
+        _ => None,
+    }
 }
 
 fn to_json(reply: &StatusReply) -> serde_json::Value {

@@ -1,0 +1,234 @@
+//! Authorization code with PKCE (RFC 7636, S256) and a loopback redirect on 127.0.0.1 with an
+//! ephemeral port (RFC 8252): the user's browser does the login, the daemon receives the code.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+use tokd_protocol::verbs::login::LoginPrompt;
+use tokd_protocol::{ErrorCode, ErrorReply, Response, Secret};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use url::Url;
+
+use super::{LOGIN_TIMEOUT, Prompts, prompt, provider_failed, required_endpoint};
+use crate::providers::oauth2;
+use crate::providers::{Provider, TokenGrant, http};
+use crate::sessions::import::TokenSet;
+use crate::state::DaemonState;
+
+/// The most a browser's request to the loopback listener may be.
+const MAX_REQUEST: usize = 16 * 1024;
+/// How long one browser connection may take to send its request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs the browser flow to its end.
+///
+/// # Errors
+/// The provider refused, the user denied, the state did not match, or the time ran out.
+pub async fn run(
+    state: &Arc<DaemonState>,
+    provider: &Arc<Provider>,
+    open_browser: bool,
+    prompts: &Prompts,
+) -> Result<(TokenSet, String), ErrorReply> {
+    let client = state.providers().client.clone();
+    let endpoints = provider
+        .endpoints(&client)
+        .await
+        .map_err(|e| provider_failed("discovery", e))?;
+    let authorize = required_endpoint(provider, endpoints.authorization, "authorization_endpoint")?;
+    let token_url = provider
+        .target(&client)
+        .await
+        .map_err(|e| provider_failed("token endpoint", e))?;
+
+    let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(|e| {
+        ErrorReply::new(
+            ErrorCode::Internal,
+            format!("cannot listen on 127.0.0.1: {e}"),
+        )
+    })?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| ErrorReply::new(ErrorCode::Internal, e.to_string()))?
+        .port();
+    let redirect_uri = format!("http://127.0.0.1:{port}/callback");
+    let verifier = Secret::new(random_b64(32));
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.expose().as_bytes()));
+    let expected_state = random_b64(16);
+
+    let mut url = authorize.clone();
+    {
+        let cfg = &provider.config;
+        let mut q = url.query_pairs_mut();
+        q.append_pair("response_type", "code")
+            .append_pair("client_id", cfg.client_id.as_deref().unwrap_or_default())
+            .append_pair("redirect_uri", &redirect_uri)
+            .append_pair("state", &expected_state)
+            .append_pair("code_challenge", &challenge)
+            .append_pair("code_challenge_method", "S256");
+        if let Some(scope) = &cfg.scope {
+            q.append_pair("scope", scope);
+        }
+        if let Some(audience) = &cfg.audience {
+            q.append_pair("audience", audience);
+        }
+        if let Some(resource) = &cfg.resource {
+            q.append_pair("resource", resource);
+        }
+        for (k, v) in &cfg.extra_params {
+            q.append_pair(k, v);
+        }
+    }
+    let shown = prompt(
+        prompts,
+        Response::LoginPrompt(LoginPrompt::Browser {
+            url: url.to_string(),
+            open: open_browser,
+        }),
+    )
+    .await;
+    if !shown {
+        return Err(ErrorReply::new(ErrorCode::Invalid, "the client went away"));
+    }
+
+    let code = tokio::time::timeout(LOGIN_TIMEOUT, receive_code(&listener, &expected_state))
+        .await
+        .map_err(|_| {
+            ErrorReply::new(
+                ErrorCode::Timeout,
+                "no answer from the browser in time; run `tokd login` again",
+            )
+        })??;
+    drop(listener);
+    let sent_at = state.clock.now_ms();
+    let tokens = oauth2::token_request(
+        provider,
+        &client,
+        &token_url,
+        &TokenGrant::AuthorizationCode {
+            code: &code,
+            redirect_uri: &redirect_uri,
+            code_verifier: &verifier,
+        },
+        &provider.config.headers,
+        sent_at,
+    )
+    .await
+    .map_err(|e| provider_failed("code exchange", e))?;
+    Ok((tokens, http::origin(&token_url)))
+}
+
+/// Waits for the browser's redirect to `/callback`, answers it, and returns the code.
+async fn receive_code(listener: &TcpListener, expected_state: &str) -> Result<Secret, ErrorReply> {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let Some((target, mut stream)) = read_target(stream).await else {
+            continue;
+        };
+        let Ok(url) = Url::parse(&format!("http://127.0.0.1{target}")) else {
+            respond(&mut stream, 400, "Bad request").await;
+            continue;
+        };
+        if url.path() != "/callback" {
+            respond(&mut stream, 404, "Not found").await;
+            continue;
+        }
+        let param = |key: &str| {
+            url.query_pairs()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.into_owned())
+        };
+        if let Some(error) = param("error") {
+            let description = param("error_description").unwrap_or_default();
+            respond(&mut stream, 200, "Login failed. You can close this tab.").await;
+            let clean: String = format!("{error} {description}")
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect();
+            return Err(ErrorReply::new(
+                ErrorCode::NeedsLogin,
+                format!("the provider refused the login: {}", clean.trim()),
+            ));
+        }
+        if param("state").as_deref() != Some(expected_state) {
+            respond(
+                &mut stream,
+                400,
+                "The login state does not match; it was not accepted.",
+            )
+            .await;
+            return Err(ErrorReply::new(
+                ErrorCode::Invalid,
+                "the redirect's state did not match this login; nothing was accepted",
+            ));
+        }
+        let Some(code) = param("code") else {
+            respond(&mut stream, 400, "The redirect carries no code.").await;
+            continue;
+        };
+        respond(
+            &mut stream,
+            200,
+            "Logged in to tokd. You can close this tab.",
+        )
+        .await;
+        return Ok(Secret::new(code));
+    }
+}
+
+/// Reads a request head and returns its target (`/callback?code=…`).
+async fn read_target(mut stream: TcpStream) -> Option<(String, TcpStream)> {
+    let mut buf = Vec::new();
+    let read = async {
+        let mut chunk = [0u8; 2048];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < MAX_REQUEST {
+            let n = stream.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        Some(())
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, read).await.ok()??;
+    let head = String::from_utf8_lossy(&buf);
+    let line = head.lines().next()?;
+    let mut parts = line.split_whitespace();
+    let (method, target) = (parts.next()?, parts.next()?);
+    (method == "GET").then(|| (target.to_owned(), stream))
+}
+
+async fn respond(stream: &mut TcpStream, status: u16, message: &str) {
+    let body = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>tokd</title></head>\
+         <body style=\"font-family: sans-serif; margin: 4em\"><p>{message}</p></body></html>"
+    );
+    let reason = match status {
+        200 => "OK",
+        404 => "Not Found",
+        _ => "Bad Request",
+    };
+    let response = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/html; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+fn random_b64(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    // getrandom failing means the OS cannot give randomness at all; fall back to rand's.
+    if getrandom::fill(&mut buf).is_err() {
+        buf.iter_mut().for_each(|b| *b = rand::random());
+    }
+    URL_SAFE_NO_PAD.encode(buf)
+}

@@ -1,0 +1,161 @@
+//! OAuth 2.0 Device Authorization Grant (RFC 8628): show a code, poll until the user
+//! approved it somewhere else.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokd_protocol::verbs::login::LoginPrompt;
+use tokd_protocol::{ErrorCode, ErrorReply, Response, Secret};
+
+use super::{LOGIN_TIMEOUT, Prompts, prompt, provider_failed, required_endpoint};
+use crate::providers::oauth2::{self, error_code, interpret, push_scope_and_extras, secrets_of};
+use crate::providers::{Provider, TokenGrant, http};
+use crate::sessions::import::TokenSet;
+use crate::state::DaemonState;
+
+/// RFC 8628 §3.5: without an `interval`, clients poll every 5 s.
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+/// `slow_down` adds this much to the interval.
+const SLOW_DOWN: Duration = Duration::from_secs(5);
+
+#[derive(Deserialize)]
+struct DeviceAuthorization {
+    device_code: Secret,
+    user_code: String,
+    #[serde(alias = "verification_url")]
+    verification_uri: String,
+    verification_uri_complete: Option<String>,
+    expires_in: Option<u64>,
+    interval: Option<u64>,
+}
+
+/// Runs the device flow to its end.
+///
+/// # Errors
+/// The provider refused, the user denied, or the code expired.
+pub async fn run(
+    state: &Arc<DaemonState>,
+    provider: &Arc<Provider>,
+    prompts: &Prompts,
+) -> Result<(TokenSet, String), ErrorReply> {
+    let client = state.providers().client.clone();
+    let endpoints = provider
+        .endpoints(&client)
+        .await
+        .map_err(|e| provider_failed("discovery", e))?;
+    let device_url = required_endpoint(
+        provider,
+        endpoints.device_authorization,
+        "device_authorization_endpoint",
+    )?;
+    let token_url = provider
+        .target(&client)
+        .await
+        .map_err(|e| provider_failed("token endpoint", e))?;
+    let mut form = Vec::new();
+    push_scope_and_extras(&provider.config, &mut form);
+    let answer = oauth2::post_form(
+        provider,
+        &client,
+        &device_url,
+        form,
+        &provider.config.headers,
+        "device authorization",
+    )
+    .await
+    .map_err(|e| provider_failed("device authorization", e))?;
+    if !answer.status.is_success() {
+        let why = error_code(&answer).unwrap_or_else(|| answer.status.to_string());
+        return Err(ErrorReply::new(
+            ErrorCode::NeedsConfig,
+            format!("the provider refused the device authorization request ({why})"),
+        ));
+    }
+    let auth: DeviceAuthorization = serde_json::from_slice(&answer.body).map_err(|e| {
+        ErrorReply::new(
+            ErrorCode::RefreshFailed,
+            format!(
+                "malformed device authorization answer (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
+        )
+    })?;
+    let expires_in = Duration::from_secs(auth.expires_in.unwrap_or(600)).min(LOGIN_TIMEOUT);
+    let shown = prompt(
+        prompts,
+        Response::LoginPrompt(LoginPrompt::Device {
+            verification_uri: auth.verification_uri.clone(),
+            user_code: auth.user_code.clone(),
+            verification_uri_complete: auth.verification_uri_complete.clone(),
+            expires_in_s: expires_in.as_secs(),
+        }),
+    )
+    .await;
+    if !shown {
+        return Err(ErrorReply::new(ErrorCode::Invalid, "the client went away"));
+    }
+    let mut interval = auth
+        .interval
+        .map_or(DEFAULT_INTERVAL, Duration::from_secs)
+        .max(Duration::from_secs(1));
+    let deadline = tokio::time::Instant::now() + expires_in;
+    let grant = TokenGrant::DeviceCode {
+        device_code: &auth.device_code,
+    };
+    loop {
+        tokio::time::sleep(interval).await;
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ErrorReply::new(
+                ErrorCode::Timeout,
+                "the code expired before it was approved; run `tokd login` again",
+            ));
+        }
+        let sent_at = state.clock.now_ms();
+        let answer = match oauth2::send_token_form(
+            provider,
+            &client,
+            &token_url,
+            &grant,
+            &provider.config.headers,
+        )
+        .await
+        {
+            Ok(answer) => answer,
+            // The network may come and go while the user is busy approving: keep polling.
+            Err(e) => {
+                tracing::debug!(error = %e, "device flow poll failed; polling on");
+                continue;
+            }
+        };
+        match error_code(&answer).as_deref() {
+            Some("authorization_pending") => continue,
+            Some("slow_down") => {
+                interval += SLOW_DOWN;
+                continue;
+            }
+            Some("access_denied") => {
+                return Err(ErrorReply::new(
+                    ErrorCode::NeedsLogin,
+                    "the login was denied at the provider",
+                ));
+            }
+            Some("expired_token") => {
+                return Err(ErrorReply::new(
+                    ErrorCode::Timeout,
+                    "the code expired before it was approved; run `tokd login` again",
+                ));
+            }
+            _ => {}
+        }
+        let tokens = interpret(
+            &answer,
+            sent_at,
+            provider.default_lifetime(),
+            &secrets_of(provider, &grant),
+        )
+        .map_err(|e| provider_failed("token endpoint", e))?;
+        return Ok((tokens, http::origin(&token_url)));
+    }
+}

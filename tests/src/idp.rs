@@ -5,6 +5,18 @@
 //!
 //! Needs Node.js ≥ 20 and npm on `PATH`; the first [`TestIdp::start`] of a test process runs
 //! `npm ci` in `tests/idp` when `node_modules` is missing or older than the lock file.
+//!
+//! Login flows complete without a human:
+//! - Authorization code with PKCE: every client is native (RFC 8252), so its registered
+//!   `http://127.0.0.1/callback` accepts `http://127.0.0.1:<any port>/callback`, and the
+//!   provider finishes every interaction itself, logging in `alice` and consenting to all
+//!   requested scopes. [`TestIdp::play_browser`] follows the redirects, cookies included,
+//!   into the client's redirect URI. Mind OpenID Connect Core §11, which oidc-provider
+//!   enforces: `offline_access` (hence a refresh token) is granted only with `prompt=consent`
+//!   (see [`TestIdp::set_offline_access_needs_consent_prompt`]).
+//! - Device authorization grant: [`TestIdp::approve_device`] and [`TestIdp::deny_device`]
+//!   act as the user entering the user code; the device authorization response carries
+//!   `interval: 1` (see [`TestIdp::set_device_interval`]).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -33,6 +45,10 @@ pub struct IdpStats {
     pub refresh_requests: u64,
     /// Requests with `grant_type=client_credentials`, successful or not.
     pub client_credentials_requests: u64,
+    /// Requests with `grant_type=urn:ietf:params:oauth:grant-type:device_code` (polls),
+    /// successful or not, including those answered `slow_down` by
+    /// [`TestIdp::set_device_slow_down`].
+    pub device_code_requests: u64,
     /// Requests answered with a 4xx/5xx status.
     pub failed_requests: u64,
     /// Requests being handled right now (including the artificial delay).
@@ -48,10 +64,36 @@ pub struct TestIdp {
     /// Kept open: the provider exits when its stdin closes, so it never outlives the tests.
     stdin: Option<ChildStdin>,
     issuer: String,
-    token_endpoint: String,
+    endpoints: Endpoints,
     agent: ureq::Agent,
     dir: tempfile::TempDir,
 }
+
+/// Endpoints from the provider's discovery document.
+#[derive(Debug, Default)]
+struct Endpoints {
+    token: String,
+    authorization: String,
+    device_authorization: String,
+    revocation: String,
+}
+
+/// What [`TestIdp::browse`] ended at: the first answer that is not a redirect.
+#[derive(Debug, Clone)]
+pub struct BrowserVisit {
+    /// The URL of that answer (the client's redirect URI when the provider let the user
+    /// through).
+    pub url: String,
+    /// Its status.
+    pub status: u16,
+    /// Its body.
+    pub body: String,
+    /// The URLs that answered with a redirect before it, in order.
+    pub redirects: Vec<String>,
+}
+
+/// How many redirects [`TestIdp::browse`] follows.
+const MAX_BROWSER_REDIRECTS: usize = 20;
 
 /// The directory holding `idp.mjs` and its `package.json`.
 pub fn idp_dir() -> PathBuf {
@@ -77,8 +119,24 @@ pub fn basic_auth(client_id: &str, secret: &str) -> String {
     )
 }
 
+/// Base64url without padding (RFC 4648 §5, as RFC 7636 and JWTs use it).
+pub fn base64url(input: &[u8]) -> String {
+    base64_with(
+        input,
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
+        false,
+    )
+}
+
 fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    base64_with(
+        input,
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+        true,
+    )
+}
+
+fn base64_with(input: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {
         let b = [
@@ -89,8 +147,8 @@ fn base64(input: &[u8]) -> String {
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for (i, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
             if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
-            } else {
+                out.push(char::from(alphabet[((n >> shift) & 63) as usize]));
+            } else if pad {
                 out.push('=');
             }
         }
@@ -195,12 +253,12 @@ impl TestIdp {
             child: Some(child),
             stdin,
             issuer: String::new(),
-            token_endpoint: String::new(),
+            endpoints: Endpoints::default(),
             agent: agent(),
             dir,
         };
         idp.issuer = idp.wait_ready(stdout)?;
-        idp.token_endpoint = idp.discover_token_endpoint()?;
+        idp.endpoints = idp.discover()?;
         Ok(idp)
     }
 
@@ -258,16 +316,27 @@ impl TestIdp {
         }
     }
 
-    /// The RFC 8414 metadata (always served, unlike the OpenID discovery document).
-    fn discover_token_endpoint(&self) -> Result<String> {
+    /// The endpoints from the RFC 8414 metadata (always served, unlike the OpenID discovery
+    /// document).
+    fn discover(&self) -> Result<Endpoints> {
         let url = format!("{}/.well-known/oauth-authorization-server", self.issuer);
         let resp = self.agent.get(&url).call().context("fetching discovery")?;
         let (status, meta) = json_body(resp, "discovery")?;
-        meta["token_endpoint"]
-            .as_str()
-            .filter(|_| status == 200)
-            .map(str::to_owned)
-            .with_context(|| format!("discovery ({status}) has no token_endpoint: {meta}"))
+        if status != 200 {
+            bail!("discovery answered {status}: {meta}");
+        }
+        let endpoint = |key: &str| {
+            meta[key]
+                .as_str()
+                .map(str::to_owned)
+                .with_context(|| format!("discovery has no {key}: {meta}"))
+        };
+        Ok(Endpoints {
+            token: endpoint("token_endpoint")?,
+            authorization: endpoint("authorization_endpoint")?,
+            device_authorization: endpoint("device_authorization_endpoint")?,
+            revocation: endpoint("revocation_endpoint")?,
+        })
     }
 
     /// The issuer, `http://127.0.0.1:PORT`.
@@ -277,7 +346,22 @@ impl TestIdp {
 
     /// The token endpoint from discovery (`{issuer}/token`).
     pub fn token_endpoint(&self) -> String {
-        self.token_endpoint.clone()
+        self.endpoints.token.clone()
+    }
+
+    /// The authorization endpoint from discovery (`{issuer}/auth`).
+    pub fn authorization_endpoint(&self) -> String {
+        self.endpoints.authorization.clone()
+    }
+
+    /// The RFC 8628 device authorization endpoint from discovery (`{issuer}/device/auth`).
+    pub fn device_authorization_endpoint(&self) -> String {
+        self.endpoints.device_authorization.clone()
+    }
+
+    /// The RFC 7009 revocation endpoint from discovery (`{issuer}/token/revocation`).
+    pub fn revocation_endpoint(&self) -> String {
+        self.endpoints.revocation.clone()
     }
 
     /// POSTs a JSON body to a `/test/` control route and returns the JSON answer.
@@ -360,6 +444,201 @@ impl TestIdp {
             .map(drop)
     }
 
+    /// The `interval` of device authorization responses from now on (default 1 s; 0 leaves it
+    /// out, which RFC 8628 says means 5 s). oidc-provider itself never sends one.
+    ///
+    /// # Errors
+    /// Transport errors.
+    pub fn set_device_interval(&self, secs: u64) -> Result<()> {
+        self.control("config", &json!({"device_interval": secs}))
+            .map(drop)
+    }
+
+    /// The next `polls` device_code token requests (any device code, any client, after client
+    /// authentication) answer `400 {"error": "slow_down"}`; 0 ends that early.
+    ///
+    /// # Errors
+    /// Transport errors.
+    pub fn set_device_slow_down(&self, polls: u64) -> Result<()> {
+        self.control("config", &json!({"device_slow_down": polls}))
+            .map(drop)
+    }
+
+    /// Whether the automatic interaction refuses (the client's redirect URI then receives
+    /// `error=access_denied`) instead of logging in `alice` and consenting (the default).
+    ///
+    /// # Errors
+    /// Transport errors.
+    pub fn set_interaction_denied(&self, denied: bool) -> Result<()> {
+        let interaction = if denied { "deny" } else { "approve" };
+        self.control("config", &json!({"interaction": interaction}))
+            .map(drop)
+    }
+
+    /// `true` (the default, OpenID Connect Core §11 as oidc-provider enforces it): an
+    /// authorization request's `offline_access` scope is dropped, so no refresh token is
+    /// issued, unless the request carries `prompt=consent`. `false`: a request with
+    /// `offline_access` and no `prompt` is handled as if it carried `prompt=consent`, as
+    /// providers that do not enforce that rule behave.
+    ///
+    /// # Errors
+    /// Transport errors.
+    pub fn set_offline_access_needs_consent_prompt(&self, needed: bool) -> Result<()> {
+        self.control(
+            "config",
+            &json!({"offline_access_needs_consent_prompt": needed}),
+        )
+        .map(drop)
+    }
+
+    /// Approves the pending device code with this `user_code` (as shown to the user; case and
+    /// separators do not matter) as `alice` would at the verification URI: logged in, all
+    /// requested scopes granted. The next poll answers tokens (with a refresh token when
+    /// `offline_access` was requested).
+    ///
+    /// # Errors
+    /// Transport errors; an unknown, expired, used, approved or denied code.
+    pub fn approve_device(&self, user_code: &str) -> Result<()> {
+        self.control(
+            "approve-device",
+            &json!({"user_code": user_code, "sub": "alice"}),
+        )
+        .map(drop)
+    }
+
+    /// Denies the pending device code with this `user_code`: the next poll answers
+    /// `access_denied`.
+    ///
+    /// # Errors
+    /// Transport errors; an unknown, expired, used, approved or denied code.
+    pub fn deny_device(&self, user_code: &str) -> Result<()> {
+        self.control("deny-device", &json!({"user_code": user_code}))
+            .map(drop)
+    }
+
+    /// Plays the user's browser: GETs `authorization_url` and follows redirects (at most 20),
+    /// keeping cookies per origin, through the provider's automatic interaction to the
+    /// client's redirect URI, which is requested too. Returns that last answer's body.
+    ///
+    /// # Errors
+    /// Transport errors (the redirect URI not answering included), too many redirects, and a
+    /// last answer that is not 2xx (e.g. the provider's error page for an unregistered
+    /// `redirect_uri`); the error holds that answer.
+    pub fn play_browser(&self, authorization_url: &str) -> Result<String> {
+        let visit = self.browse(authorization_url)?;
+        if !(200..300).contains(&visit.status) {
+            bail!(
+                "the browser ended at {} with {}:\n{}\nafter {:?}",
+                visit.url,
+                visit.status,
+                visit.body,
+                visit.redirects
+            );
+        }
+        Ok(visit.body)
+    }
+
+    /// Like [`TestIdp::play_browser`], but returns whatever the browser ended at, whatever
+    /// its status.
+    ///
+    /// # Errors
+    /// Transport errors, a redirect without a usable `Location`, and too many redirects.
+    pub fn browse(&self, url: &str) -> Result<BrowserVisit> {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .new_agent();
+        let mut jar = CookieJar::default();
+        let mut url = url.to_owned();
+        let mut redirects = Vec::new();
+        loop {
+            let mut req = agent.get(&url);
+            if let Some(cookies) = jar.header_for(&url) {
+                req = req.header("Cookie", cookies);
+            }
+            let mut resp = req.call().with_context(|| format!("browser: GET {url}"))?;
+            for value in resp.headers().get_all("set-cookie") {
+                if let Ok(value) = value.to_str() {
+                    jar.store(&url, value);
+                }
+            }
+            let status = resp.status().as_u16();
+            if !resp.status().is_redirection() {
+                let body = resp
+                    .body_mut()
+                    .read_to_string()
+                    .with_context(|| format!("browser: reading the answer of {url}"))?;
+                return Ok(BrowserVisit {
+                    url,
+                    status,
+                    body,
+                    redirects,
+                });
+            }
+            let location = resp
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .with_context(|| format!("browser: {status} without Location from {url}"))?;
+            let next = resolve_url(&url, location)
+                .with_context(|| format!("browser: unusable Location {location} from {url}"))?;
+            redirects.push(std::mem::replace(&mut url, next));
+            if redirects.len() > MAX_BROWSER_REDIRECTS {
+                bail!("browser: more than {MAX_BROWSER_REDIRECTS} redirects: {redirects:?}");
+            }
+        }
+    }
+
+    /// POSTs `form` to the device authorization endpoint, with HTTP Basic client
+    /// authentication when `basic` is given, and returns the status and the JSON answer.
+    ///
+    /// # Errors
+    /// Transport errors and non-JSON answers.
+    pub fn device_authorization_request(
+        &self,
+        basic: Option<(&str, &str)>,
+        form: &[(&str, &str)],
+    ) -> Result<(u16, Value)> {
+        let resp = self.form_post(&self.endpoints.device_authorization, basic, form)?;
+        json_body(resp, "device authorization endpoint")
+    }
+
+    /// POSTs `form` (`token`, `token_type_hint`, client authentication) to the revocation
+    /// endpoint, with HTTP Basic client authentication when `basic` is given, and returns the
+    /// status and the body (empty on success).
+    ///
+    /// # Errors
+    /// Transport errors.
+    pub fn revocation_request(
+        &self,
+        basic: Option<(&str, &str)>,
+        form: &[(&str, &str)],
+    ) -> Result<(u16, String)> {
+        let mut resp = self.form_post(&self.endpoints.revocation, basic, form)?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .body_mut()
+            .read_to_string()
+            .context("revocation endpoint: reading the body")?;
+        Ok((status, body))
+    }
+
+    fn form_post(
+        &self,
+        url: &str,
+        basic: Option<(&str, &str)>,
+        form: &[(&str, &str)],
+    ) -> Result<ureq::http::Response<ureq::Body>> {
+        let mut req = self.agent.post(url);
+        if let Some((id, secret)) = basic {
+            req = req.header("Authorization", basic_auth(id, secret));
+        }
+        req.send_form(form.iter().copied())
+            .with_context(|| format!("POST to {url}"))
+    }
+
     /// Whether the provider considers `token` (access, refresh or client-credentials token)
     /// active: known, unexpired, not rotated away, and its grant alive.
     ///
@@ -391,19 +670,113 @@ impl TestIdp {
         basic: Option<(&str, &str)>,
         form: &[(&str, &str)],
     ) -> Result<(u16, Value)> {
-        let mut req = self.agent.post(&self.token_endpoint);
-        if let Some((id, secret)) = basic {
-            req = req.header("Authorization", basic_auth(id, secret));
-        }
-        let resp = req
-            .send_form(form.iter().copied())
-            .context("POST to the token endpoint")?;
+        let resp = self.form_post(&self.endpoints.token, basic, form)?;
         json_body(resp, "token endpoint")
     }
 
     /// The provider's stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("idp.log")).unwrap_or_default()
+    }
+}
+
+/// `(origin, path)` of an absolute http(s) URL: `http://host:port` and the path without
+/// query or fragment (`/` when empty).
+fn split_url(url: &str) -> Option<(&str, &str)> {
+    let scheme_end = url.find("://")?;
+    if !matches!(&url[..scheme_end], "http" | "https") {
+        return None;
+    }
+    let rest = &url[scheme_end + 3..];
+    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    if authority_len == 0 {
+        return None;
+    }
+    let origin = &url[..scheme_end + 3 + authority_len];
+    let after = &rest[authority_len..];
+    let path = &after[..after.find(['?', '#']).unwrap_or(after.len())];
+    Some((origin, if path.is_empty() { "/" } else { path }))
+}
+
+/// Resolves a `Location` header value against the URL that sent it (absolute URLs,
+/// network-path, absolute-path and relative references).
+fn resolve_url(base: &str, location: &str) -> Option<String> {
+    if split_url(location).is_some() {
+        return Some(location.to_owned());
+    }
+    let (origin, path) = split_url(base)?;
+    if let Some(rest) = location.strip_prefix("//") {
+        let scheme = &origin[..origin.find("://")?];
+        return Some(format!("{scheme}://{rest}"));
+    }
+    if location.starts_with('/') {
+        return Some(format!("{origin}{location}"));
+    }
+    let dir = &path[..=path.rfind('/')?];
+    Some(format!("{origin}{dir}{location}"))
+}
+
+/// A minimal cookie jar for [`TestIdp::browse`]: cookies are kept per origin (RFC 6265
+/// ignores the port; the test provider and a client's loopback redirect URI differ only in
+/// port, so per origin keeps the provider's cookies away from the client) and path. A
+/// cookie set empty, with `Max-Age` ≤ 0 or expiring in 1970 (how oidc-provider clears
+/// them) is removed.
+#[derive(Debug, Default)]
+struct CookieJar {
+    /// (origin, path, name) → value
+    cookies: std::collections::BTreeMap<(String, String, String), String>,
+}
+
+impl CookieJar {
+    fn store(&mut self, url: &str, set_cookie: &str) {
+        let Some((origin, request_path)) = split_url(url) else {
+            return;
+        };
+        let mut parts = set_cookie.split(';');
+        let Some((name, value)) = parts.next().and_then(|p| p.split_once('=')) else {
+            return;
+        };
+        let (name, value) = (name.trim(), value.trim());
+        // RFC 6265 §5.1.4: the default path is the request path's directory.
+        let mut path = match request_path.rfind('/') {
+            Some(0) | None => "/".to_owned(),
+            Some(i) => request_path[..i].to_owned(),
+        };
+        let mut expired = value.is_empty();
+        for attr in parts {
+            let (key, val) = attr.split_once('=').unwrap_or((attr, ""));
+            let (key, val) = (key.trim().to_ascii_lowercase(), val.trim());
+            match key.as_str() {
+                "path" if val.starts_with('/') => path = val.to_owned(),
+                "max-age" => expired |= val.parse::<i64>().is_ok_and(|age| age <= 0),
+                "expires" => expired |= val.contains("1970"),
+                _ => {}
+            }
+        }
+        let key = (origin.to_owned(), path, name.to_owned());
+        if expired {
+            self.cookies.remove(&key);
+        } else {
+            self.cookies.insert(key, value.to_owned());
+        }
+    }
+
+    /// The `Cookie` header value for a request to `url`, if any cookie applies.
+    fn header_for(&self, url: &str) -> Option<String> {
+        let (origin, request_path) = split_url(url)?;
+        let path_matches = |cookie_path: &str| {
+            request_path == cookie_path
+                || request_path
+                    .strip_prefix(cookie_path)
+                    .is_some_and(|rest| cookie_path.ends_with('/') || rest.starts_with('/'))
+        };
+        let pairs: Vec<String> = self
+            .cookies
+            .iter()
+            .filter(|((o, p, _), _)| o == origin && path_matches(p))
+            .map(|((_, _, name), value)| format!("{name}={value}"))
+            .collect();
+        (!pairs.is_empty()).then(|| pairs.join("; "))
     }
 }
 

@@ -72,6 +72,13 @@ pub async fn run(
             .append_pair("code_challenge_method", "S256");
         if let Some(scope) = &cfg.scope {
             q.append_pair("scope", scope);
+            // OpenID Connect Core §11: offline_access needs prompt=consent, or providers
+            // drop it and issue no refresh token. A configured prompt wins.
+            if scope.split(' ').any(|s| s == "offline_access")
+                && !cfg.extra_params.contains_key("prompt")
+            {
+                q.append_pair("prompt", "consent");
+            }
         }
         if let Some(audience) = &cfg.audience {
             q.append_pair("audience", audience);

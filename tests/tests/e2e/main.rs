@@ -4,6 +4,7 @@ mod cli;
 mod clock;
 mod faults;
 mod idp_smoke;
+mod login;
 mod refresh;
 mod server;
 mod sessions;

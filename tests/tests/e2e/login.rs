@@ -1,0 +1,220 @@
+//! Logging in with the real binaries against the real provider: the device flow (the test
+//! approves the code as the user would) and the browser flow (the test plays the browser).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use tokd_e2e::idp::TestIdp;
+use tokd_e2e::{TestDaemon, idp_provider, isolate_env, stderr, stdout};
+
+fn idp() -> TestIdp {
+    let idp = TestIdp::start().expect("the test provider starts");
+    idp.set_access_ttl(600).expect("ttl");
+    idp
+}
+
+fn daemon(idp: &TestIdp) -> TestDaemon {
+    TestDaemon::start_with(&idp_provider("idp", idp.issuer(), "")).expect("daemon starts")
+}
+
+/// Starts `tokd ARGS…` with stdout and stderr piped.
+fn spawn(d: &TestDaemon, args: &[&str]) -> Child {
+    let mut cmd = Command::new(&tokd_e2e::binaries().tokd);
+    cmd.arg("--socket").arg(d.socket()).args(args);
+    isolate_env(&mut cmd, d.dir.path());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tokd starts")
+}
+
+/// Reads the child's stderr until a line satisfies `pick`; returns what it picked.
+fn read_prompt(child: &mut Child, pick: impl Fn(&str) -> Option<String>) -> String {
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = Vec::new();
+    loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("no prompt; stderr was: {seen:?}"))
+            .expect("utf-8");
+        if let Some(found) = pick(&line) {
+            // Keep draining so the child never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines {});
+            return found;
+        }
+        seen.push(line);
+    }
+}
+
+fn user_code(line: &str) -> Option<String> {
+    line.strip_prefix("and enter the code:")
+        .map(|c| c.trim().to_owned())
+}
+
+fn login_url(line: &str) -> Option<String> {
+    line.trim()
+        .starts_with("http")
+        .then(|| line.trim().to_owned())
+}
+
+fn finish(child: Child) -> (Option<i32>, String) {
+    let out = child.wait_with_output().expect("tokd exits");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn device_flow_logs_in_and_the_session_refreshes() {
+    let idp = idp();
+    let d = daemon(&idp);
+    let mut login = spawn(
+        &d,
+        &["login", "work", "--provider", "idp", "--attr", "team=core"],
+    );
+    let code = read_prompt(&mut login, user_code);
+    idp.approve_device(&code).expect("approve");
+    let (status, out) = finish(login);
+    assert_eq!(status, Some(0), "{out}");
+    assert!(out.contains("logged in: session work"), "{out}");
+
+    let token = d.get("work", &[]).expect("a token after login");
+    assert!(idp.is_active(&token).expect("introspect"));
+    let s = d.session_json("work");
+    assert_eq!(s["state"], "valid");
+    assert_eq!(s["has_refresh_token"], true);
+    assert_eq!(s["attrs"]["team"], "core");
+    // The refresh token works.
+    let out = d.tokd(&["refresh", "work"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(d.log().contains("event=\"logged_in\""));
+    assert!(!d.log().contains(&token), "no token in the log");
+}
+
+#[test]
+fn a_denied_device_login_is_a_clear_error() {
+    let idp = idp();
+    let d = daemon(&idp);
+    let mut login = spawn(&d, &["login", "work", "--provider", "idp"]);
+    let code = read_prompt(&mut login, user_code);
+    idp.deny_device(&code).expect("deny");
+    let out = login.wait_with_output().expect("exits");
+    assert_eq!(out.status.code(), Some(1));
+    // (stderr went to the prompt reader; the audit line carries the same message)
+    assert!(
+        d.log().contains("event=\"login_failed\"") && d.log().contains("denied"),
+        "{}",
+        d.log()
+    );
+    assert_eq!(
+        d.tokd(&["get", "work"]).status.code(),
+        Some(4),
+        "nothing stored"
+    );
+}
+
+#[test]
+fn browser_flow_with_pkce_logs_in() {
+    let idp = idp();
+    let d = daemon(&idp);
+    let mut login = spawn(
+        &d,
+        &[
+            "login",
+            "web",
+            "--provider",
+            "idp",
+            "--browser",
+            "--no-browser",
+        ],
+    );
+    let url = read_prompt(&mut login, login_url);
+    assert!(url.contains("code_challenge_method=S256"), "{url}");
+    assert!(
+        url.contains("redirect_uri=http%3A%2F%2F127.0.0.1%3A"),
+        "{url}"
+    );
+    let page = idp.play_browser(&url).expect("the browser gets through");
+    assert!(page.contains("You can close this tab"), "{page}");
+    let (status, out) = finish(login);
+    assert_eq!(status, Some(0), "{out}");
+    let token = d.get("web", &[]).expect("token");
+    assert!(idp.is_active(&token).expect("introspect"));
+    assert_eq!(d.session_json("web")["has_refresh_token"], true);
+}
+
+#[test]
+fn a_session_that_needs_login_is_healthy_again_after_one() {
+    let idp = idp();
+    let d = daemon(&idp);
+    let minted = idp
+        .mint("tokd-test", "openid offline_access api")
+        .expect("mint");
+    let out = d.tokd_with_stdin(
+        &["add", "work", "--provider", "idp", "--attr", "user_id=7"],
+        Some(&minted),
+    );
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_str(&minted).expect("json");
+    idp.revoke_grant(v["refresh_token"].as_str().expect("rt"))
+        .expect("revoke");
+    assert_eq!(d.tokd(&["refresh", "work"]).status.code(), Some(1));
+    assert_eq!(d.session_json("work")["state"], "needs_login");
+    assert_eq!(d.tokd(&["status"]).status.code(), Some(1), "status says so");
+
+    let mut login = spawn(&d, &["login", "work", "--provider", "idp"]);
+    let code = read_prompt(&mut login, user_code);
+    idp.approve_device(&code).expect("approve");
+    assert_eq!(finish(login).0, Some(0));
+    let s = d.session_json("work");
+    assert_eq!(s["state"], "valid");
+    assert_eq!(s["attrs"]["user_id"], "7", "name and settings kept");
+    assert_eq!(d.tokd(&["status"]).status.code(), Some(0));
+}
+
+#[test]
+fn logout_revokes_at_the_provider_then_removes() {
+    let idp = idp();
+    let d = daemon(&idp);
+    d.add_as(
+        "work",
+        "idp",
+        &idp.mint("tokd-test", "openid offline_access api")
+            .expect("mint"),
+    );
+    let token = d.get("work", &[]).expect("token");
+    let out = d.tokd(&["logout", "work"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("revoked"), "{}", stdout(&out));
+    assert!(
+        !idp.is_active(&token).expect("introspect"),
+        "the grant is revoked"
+    );
+    assert_eq!(d.tokd(&["get", "work"]).status.code(), Some(4));
+}
+
+#[test]
+fn watch_json_shows_a_refresh() {
+    let idp = idp();
+    let d = daemon(&idp);
+    d.add_as(
+        "work",
+        "idp",
+        &idp.mint("tokd-test", "openid offline_access api")
+            .expect("mint"),
+    );
+    let mut watch = spawn(&d, &["watch", "--json"]);
+    read_prompt(&mut watch, |l| l.contains("watching").then(String::new));
+    let mut lines = BufReader::new(watch.stdout.take().expect("stdout")).lines();
+    assert!(d.tokd(&["refresh", "work"]).status.success());
+    let event: serde_json::Value =
+        serde_json::from_str(&lines.next().expect("event").expect("utf-8")).expect("json");
+    assert_eq!(event["event"], "refreshed");
+    assert_eq!(event["session"], "work");
+    assert!(event["expires_at"].as_i64().is_some());
+    let _ = watch.kill();
+    let _ = watch.wait();
+}

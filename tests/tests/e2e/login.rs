@@ -218,3 +218,27 @@ fn watch_json_shows_a_refresh() {
     let _ = watch.kill();
     let _ = watch.wait();
 }
+
+#[test]
+fn ctrl_c_cancels_a_login_cleanly() {
+    let idp = idp();
+    let d = daemon(&idp);
+    let mut login = spawn(&d, &["login", "work", "--provider", "idp"]);
+    let code = read_prompt(&mut login, user_code);
+    let pid = rustix::process::Pid::from_raw(i32::try_from(login.id()).expect("pid")).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("SIGINT");
+    let _ = login.wait();
+    tokd_e2e::wait_for(
+        std::time::Duration::from_secs(20),
+        "the daemon to notice",
+        || {
+            d.log()
+                .contains("login cancelled by the client")
+                .then_some(())
+        },
+    );
+    // Approving now changes nothing: the daemon stopped polling and stored nothing.
+    let _ = idp.approve_device(&code);
+    assert_eq!(d.tokd(&["get", "work"]).status.code(), Some(4));
+    assert!(d.tokd(&["status"]).status.success(), "the daemon serves on");
+}

@@ -6,6 +6,7 @@
 
 mod cli;
 mod commands;
+mod fast;
 mod output;
 
 use std::process::ExitCode;
@@ -23,7 +24,12 @@ pub enum Outcome {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some((socket, get)) = fast::parse_get(&args) {
+        let socket = resolve_socket_path(socket.as_deref());
+        return exit(commands::get::run(&socket, &get));
+    }
+    let cli = Cli::parse_from(args);
     let socket = resolve_socket_path(cli.socket.as_deref());
     let result = match cli.command {
         // The hot path: no async runtime, one write, one read.
@@ -45,6 +51,10 @@ fn main() -> ExitCode {
             runtime.block_on(commands::run_async(&socket, other))
         }
     };
+    exit(result)
+}
+
+fn exit(result: CmdResult) -> ExitCode {
     match result {
         Ok(Outcome::Exit(code)) => ExitCode::from(code),
         Err(e) => {

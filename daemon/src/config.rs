@@ -91,6 +91,9 @@ pub struct DaemonSection {
     pub log: Option<String>,
     /// Longest time between two wall-clock checks of the scheduler (suspend, clock jumps).
     pub clock_check_interval: Option<HumanDuration>,
+    /// Keep the process dumpable (core dumps, ptrace by the same user): off by default,
+    /// because the daemon's memory holds every token.
+    pub allow_core_dumps: Option<bool>,
 }
 
 /// How a provider obtains tokens.
@@ -282,6 +285,8 @@ pub struct Config {
     pub log: Option<String>,
     /// Longest time between two wall-clock checks of the scheduler.
     pub clock_check: Duration,
+    /// Keep the process dumpable.
+    pub allow_core_dumps: bool,
     /// Providers by name.
     pub providers: BTreeMap<String, ProviderConfig>,
     /// Per-session settings by name.
@@ -459,6 +464,7 @@ impl Config {
             refresh_ahead: d.refresh_ahead.map_or(Duration::from_secs(300), |h| h.0),
             max_concurrent_refreshes,
             log: d.log.clone(),
+            allow_core_dumps: d.allow_core_dumps.unwrap_or(false),
             clock_check: d
                 .clock_check_interval
                 .map_or(Duration::from_secs(60), |h| h.0)

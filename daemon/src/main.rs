@@ -73,6 +73,7 @@ fn main() -> ExitCode {
         }
     };
     init_logging(config.log.as_deref());
+    harden_process(config.allow_core_dumps);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -179,6 +180,31 @@ fn print_unit(unit: Unit) {
         Unit::Socket => SOCKET_UNIT.to_owned(),
     };
     print!("{text}");
+}
+
+/// No core dumps and no ptrace attachment by other processes of the user (the memory holds
+/// every token), unless the config allows it; and the soft open-files limit raised to the
+/// hard one, so the connection cap, not the descriptor limit, is what bounds clients.
+fn harden_process(allow_core_dumps: bool) {
+    use rustix::process::{
+        DumpableBehavior, Resource, getrlimit, set_dumpable_behavior, setrlimit,
+    };
+    if !allow_core_dumps && let Err(e) = set_dumpable_behavior(DumpableBehavior::NotDumpable) {
+        tracing::warn!(error = %e, "cannot make the process non-dumpable");
+    }
+    let limit = getrlimit(Resource::Nofile);
+    if let Some(max) = limit.maximum
+        && limit.current.is_some_and(|cur| cur < max)
+    {
+        let raised = rustix::process::Rlimit {
+            current: Some(max),
+            maximum: Some(max),
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => tracing::debug!(open_files = max, "raised the soft open-files limit"),
+            Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
+        }
+    }
 }
 
 fn init_logging(config_filter: Option<&str>) {

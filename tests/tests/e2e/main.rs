@@ -3,6 +3,7 @@
 mod cli;
 mod clock;
 mod faults;
+mod hardening;
 mod idp_smoke;
 mod login;
 mod refresh;

@@ -374,14 +374,15 @@ fn stats_count_token_endpoint_requests() {
 
 const DEVICE_CODE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
-/// Client authentication as each test client is registered: HTTP Basic for `tokd-test`, the
-/// secret in the form for `tokd-post`, just the id for the public `tokd-public`.
-fn client_auth(
-    client_id: &'static str,
-) -> (
+/// HTTP Basic credentials, and the form fields that authenticate a client.
+type ClientAuth = (
     Option<(&'static str, &'static str)>,
     Vec<(&'static str, &'static str)>,
-) {
+);
+
+/// Client authentication as each test client is registered: HTTP Basic for `tokd-test`, the
+/// secret in the form for `tokd-post`, just the id for the public `tokd-public`.
+fn client_auth(client_id: &'static str) -> ClientAuth {
     match client_id {
         "tokd-test" => (Some(("tokd-test", SECRET)), vec![]),
         "tokd-post" => (

@@ -30,7 +30,15 @@ fn proc_owner_as_nobody(extra: &str) -> Option<u32> {
     rustix::fs::chown(d, Some(rustix::fs::Uid::from_raw(NOBODY)), None).expect("chown");
     rustix::fs::chown(&config, Some(rustix::fs::Uid::from_raw(NOBODY)), None).expect("chown");
     let socket = d.join("tokd.sock");
-    let mut child = Command::new("setpriv")
+    /// Kills the daemon however the test ends.
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(&daemon)
         .arg("--config")
@@ -41,6 +49,7 @@ fn proc_owner_as_nobody(extra: &str) -> Option<u32> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
+        .map(Reap)
         .expect("setpriv runs");
     // setpriv execs the daemon: same pid. It answers root's hello with a refusal: root is
     // not served unless allow_root is set.
@@ -51,12 +60,9 @@ fn proc_owner_as_nobody(extra: &str) -> Option<u32> {
         ack.outcome.expect_err("root is refused").code,
         tokd_protocol::ErrorCode::PeerRejected
     );
-    let owner = std::fs::metadata(format!("/proc/{}/environ", child.id()))
+    std::fs::metadata(format!("/proc/{}/environ", child.0.id()))
         .ok()
-        .map(|m| m.uid());
-    let _ = child.kill();
-    let _ = child.wait();
-    owner
+        .map(|m| m.uid())
 }
 
 #[test]

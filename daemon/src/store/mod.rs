@@ -22,6 +22,7 @@
 //! [`StoreError::Locked`] without touching the key or the database.
 
 mod crypto;
+mod flusher;
 mod key;
 mod schema;
 
@@ -242,8 +243,11 @@ pub struct Store {
 }
 
 struct Inner {
-    // Field order is drop order: sled closes before the directory lock is released.
-    db: sled::Db,
+    // Field order is drop order: the flusher thread (which holds a handle to the database)
+    // finishes first, then sled closes, then the directory lock is released.
+    flusher: flusher::Flusher,
+    /// Held for the drop order above (the trees keep their own handles).
+    _db: sled::Db,
     sessions: sled::Tree,
     quarantine: sled::Tree,
     cipher: RecordCipher,
@@ -330,9 +334,15 @@ impl Store {
             "store opened"
         );
 
+        let flusher = flusher::Flusher::start(db.clone()).map_err(|source| StoreError::Io {
+            action: "start the flushing thread for",
+            path: state_dir.clone(),
+            source,
+        })?;
         let store = Store {
             inner: Arc::new(Inner {
-                db,
+                flusher,
+                _db: db,
                 sessions,
                 quarantine,
                 cipher,
@@ -434,10 +444,17 @@ impl Store {
         Ok(())
     }
 
-    /// Flushes every pending write to disk.
+    /// Flushes every pending write to disk (group commit: concurrent callers share a flush).
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.inner.db.flush_async().await?;
-        Ok(())
+        self.inner
+            .flusher
+            .flush()
+            .await
+            .map_err(|message| StoreError::Io {
+                action: "flush",
+                path: self.inner.state_dir.clone(),
+                source: io::Error::other(message),
+            })
     }
 
     fn corrupt_map(&self) -> MutexGuard<'_, BTreeMap<String, sled::IVec>> {

@@ -725,3 +725,32 @@ fn golden_keycheck_v1_still_verifies() {
         Err(StoreError::WrongKey { .. })
     ));
 }
+
+/// sled's `flush_async` deadlocked under concurrent flushes (a refresh storm); the group
+/// commit must see every one of many concurrent writers through, and persist them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_concurrent_puts_all_complete_and_persist() {
+    let e = env();
+    let (store, _) = open(&e.opts);
+    let writers: Vec<_> = (0..64)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut record = minimal_record(&format!("s{i}"));
+                record.refresh_token = Some(Secret::new(format!("rt-{i}")));
+                store.put(&record).await
+            })
+        })
+        .collect();
+    let all = async {
+        for w in writers {
+            w.await.expect("task").expect("put");
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), all)
+        .await
+        .expect("every concurrent put completes");
+    drop(store);
+    let (_, loaded) = open(&e.opts);
+    assert_eq!(loaded.records.len(), 64);
+}

@@ -242,3 +242,16 @@ fn ctrl_c_cancels_a_login_cleanly() {
     assert_eq!(d.tokd(&["get", "work"]).status.code(), Some(4));
     assert!(d.tokd(&["status"]).status.success(), "the daemon serves on");
 }
+
+#[test]
+fn the_device_flow_honours_slow_down() {
+    let idp = idp();
+    idp.set_device_slow_down(1).expect("slow_down once");
+    let d = daemon(&idp);
+    let mut login = spawn(&d, &["login", "work", "--provider", "idp"]);
+    let code = read_prompt(&mut login, user_code);
+    idp.approve_device(&code).expect("approve");
+    assert_eq!(finish(login).0, Some(0));
+    // One poll answered slow_down; the next, 5 s later, got the tokens: no poll in between.
+    assert_eq!(idp.stats().expect("stats").device_code_requests, 2);
+}

@@ -3,6 +3,7 @@
 //! probing the socket (never by sleeping), and stops it with SIGTERM on drop.
 
 use std::io::Write;
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -156,7 +157,13 @@ impl TestDaemon {
         prepare: impl FnOnce(&Path) -> Result<()>,
     ) -> Result<TestDaemon> {
         let dir = tempfile::Builder::new().prefix("tokd-e2e-").tempdir()?;
-        std::fs::create_dir_all(dir.path().join("run"))?;
+        // A wrapper (systemd-socket-activate) binds the socket, so its directory must exist;
+        // otherwise the daemon creates it, 0700, as it would for a user.
+        if !launch.wrapper.is_empty() {
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(dir.path().join("run"))?;
+        }
         prepare(dir.path())?;
         let mut daemon = TestDaemon {
             dir,

@@ -18,6 +18,10 @@ pub enum DaemonError {
     /// The socket could not be set up.
     #[error(transparent)]
     Socket(#[from] SocketError),
+    /// A core loop ended abnormally (a bug): the daemon stops with an error so that a
+    /// supervisor restarts it.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl DaemonError {

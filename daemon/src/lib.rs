@@ -93,7 +93,7 @@ pub fn open_with_clock(
 /// # Errors
 /// [`DaemonError::Config`] naming what is wrong; nothing changed.
 pub fn reload(state: &Arc<DaemonState>, overrides: &config::Overrides) -> Result<(), DaemonError> {
-    let new = Config::load(overrides)?;
+    let mut new = Config::load(overrides)?;
     let providers = providers::Providers::from_config(&new)?;
     let old = state.config();
     for (what, changed) in [
@@ -117,6 +117,15 @@ pub fn reload(state: &Arc<DaemonState>, overrides: &config::Overrides) -> Result
             );
         }
     }
+    // What only a restart can change stays as it runs, so nothing reads a value that
+    // disagrees with the bound socket, the open store or the sized semaphores.
+    new.socket = old.socket.clone();
+    new.state_dir = old.state_dir.clone();
+    new.key_file = old.key_file.clone();
+    new.credentials_dir = old.credentials_dir.clone();
+    new.limits = old.limits.clone();
+    new.max_concurrent_refreshes = old.max_concurrent_refreshes;
+    new.log = old.log.clone();
     state.replace_config(new, providers);
     engine::on_reload(state);
     tracing::info!(
@@ -157,8 +166,10 @@ pub async fn run(
     if systemd::notifying() {
         tokio::spawn(systemd::status_updates(state.clone(), helpers.clone()));
     }
-    if let Err(e) = accepting.await {
-        tracing::error!(error = %e, "the accept loop ended abnormally");
+    let crashed = accepting.await.err();
+    if let Some(e) = &crashed {
+        tracing::error!(error = %e, "the accept loop ended abnormally; stopping");
+        shutdown.cancel();
     }
     helpers.cancel();
     systemd::notify_stopping();
@@ -173,5 +184,8 @@ pub async fn run(
     }
     state.store.flush().await?;
     tracing::info!("store flushed; bye");
-    Ok(())
+    match crashed {
+        Some(e) => Err(DaemonError::Internal(format!("the accept loop ended: {e}"))),
+        None => Ok(()),
+    }
 }

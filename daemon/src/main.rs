@@ -51,8 +51,10 @@ fn main() -> ExitCode {
     }
     // Everything the daemon creates is private, whatever umask it was started with.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
-    // Before any thread exists: it clears the LISTEN_* variables.
-    let activated = match tokd_daemon::systemd::take_activated_listener() {
+    // SAFETY: no other thread exists yet (no runtime, no logging threads), and this is the
+    // only call.
+    #[allow(unsafe_code)]
+    let activated = match unsafe { tokd_daemon::systemd::take_activated_listener() } {
         Ok(listener) => listener,
         Err(e) => {
             eprintln!("tokd-daemon: {e}");
@@ -165,6 +167,13 @@ fn spawn_signal_handler(
             }
         }
         shutdown.cancel();
+        // A second SIGTERM/SIGINT during a slow shutdown means "now".
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::warn!("second stop signal: exiting without waiting for refreshes in flight");
+        std::process::exit(1);
     });
     Ok(())
 }

@@ -13,20 +13,23 @@ use tokio_util::sync::CancellationToken;
 use crate::server::socket::SocketError;
 use crate::state::DaemonState;
 
-/// The listening socket systemd passed (socket activation), if any.
+/// The listening socket systemd passed (socket activation), if any. It clears `LISTEN_FDS`,
+/// `LISTEN_PID` and `LISTEN_FDNAMES` so that children do not inherit them.
 ///
-/// Must be called before any thread is started: it clears `LISTEN_FDS`, `LISTEN_PID` and
-/// `LISTEN_FDNAMES` so that children do not inherit them.
+/// # Safety
+/// Call it before any other thread exists (it modifies the environment), and at most once
+/// (it takes ownership of the passed descriptor).
 ///
 /// # Errors
 /// [`SocketError::Io`] when the passed descriptor is not a listening Unix stream socket.
-pub fn take_activated_listener() -> Result<Option<std::os::unix::net::UnixListener>, SocketError> {
+#[allow(unsafe_code)]
+pub unsafe fn take_activated_listener()
+-> Result<Option<std::os::unix::net::UnixListener>, SocketError> {
     let fds: Vec<i32> = sd_notify::listen_fds()
         .map(Iterator::collect)
         .unwrap_or_default();
-    // SAFETY: called from `main` before the runtime or any other thread exists, so nothing
-    // reads the environment concurrently.
-    #[allow(unsafe_code)]
+    // SAFETY: the caller guarantees no other thread exists, so nothing reads the
+    // environment concurrently.
     unsafe {
         std::env::remove_var("LISTEN_FDS");
         std::env::remove_var("LISTEN_PID");
@@ -42,8 +45,7 @@ pub fn take_activated_listener() -> Result<Option<std::os::unix::net::UnixListen
         );
     }
     // SAFETY: systemd hands this descriptor to the process (LISTEN_PID matched our pid), and
-    // it is taken exactly once, here; nothing else in the process knows about it.
-    #[allow(unsafe_code)]
+    // the caller guarantees it is taken once, here; nothing else in the process owns it.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     let bad = |what: &str| SocketError::Io {
         path: format!("<systemd socket fd {fd}>").into(),
@@ -160,14 +162,22 @@ async fn answers(probe: &mpsc::Sender<Probe>, limit: Duration) -> bool {
     matches!(tokio::time::timeout(limit, rx).await, Ok(Ok(())))
 }
 
-/// Keeps `STATUS=` current: recomputed on every session event and at least every minute
-/// (expiries raise no event), sent when it changed.
+/// Keeps `STATUS=` current: recomputed after session events (at most once a second, since
+/// a count walks every session) and at least every minute (expiries raise no event), sent
+/// when it changed.
 pub async fn status_updates(state: Arc<DaemonState>, shutdown: CancellationToken) {
     let mut events = state.events.subscribe();
     let mut last = summary(&state);
     loop {
         tokio::select! {
-            _ = events.recv() => {}
+            _ = events.recv() => {
+                // Let a burst of events (a refresh storm) settle into one recount.
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = shutdown.cancelled() => return,
+                }
+                events = events.resubscribe();
+            }
             () = tokio::time::sleep(Duration::from_secs(60)) => {}
             () = shutdown.cancelled() => return,
         }

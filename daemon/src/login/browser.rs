@@ -86,7 +86,21 @@ pub async fn run(
         if let Some(resource) = &cfg.resource {
             q.append_pair("resource", resource);
         }
-        for (k, v) in &cfg.extra_params {
+        // Extra parameters may add to the request, never replace what the flow depends on.
+        const OWN: [&str; 7] = [
+            "response_type",
+            "client_id",
+            "redirect_uri",
+            "state",
+            "code_challenge",
+            "code_challenge_method",
+            "scope",
+        ];
+        for (k, v) in cfg
+            .extra_params
+            .iter()
+            .filter(|(k, _)| !OWN.contains(&k.as_str()))
+        {
             q.append_pair(k, v);
         }
     }
@@ -129,65 +143,92 @@ pub async fn run(
     Ok((tokens, http::origin(&token_url)))
 }
 
-/// Waits for the browser's redirect to `/callback`, answers it, and returns the code.
+/// Most browser connections being read at once.
+const MAX_PENDING: usize = 16;
+
+/// Waits for the browser's redirect to `/callback` carrying this login's `state`, answers it,
+/// and returns the code. Connections are read concurrently (a silent one cannot hold up the
+/// real redirect), and anything without the right `state` is answered and ignored: another
+/// local process cannot end or steer the login.
 async fn receive_code(listener: &TcpListener, expected_state: &str) -> Result<Secret, ErrorReply> {
+    let mut pending = tokio::task::JoinSet::new();
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let Some((target, mut stream)) = read_target(stream).await else {
-            continue;
-        };
-        let Ok(url) = Url::parse(&format!("http://127.0.0.1{target}")) else {
-            respond(&mut stream, 400, "Bad request").await;
-            continue;
-        };
-        if url.path() != "/callback" {
-            respond(&mut stream, 404, "Not found").await;
-            continue;
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) if pending.len() < MAX_PENDING => {
+                    let expected = expected_state.to_owned();
+                    pending.spawn(async move { handle(stream, &expected).await });
+                }
+                Ok(_) => {} // over the cap: dropped, the browser retries
+                Err(e) => {
+                    tracing::debug!(error = %e, "loopback accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(done) = pending.join_next(), if !pending.is_empty() => {
+                if let Ok(Some(result)) = done {
+                    return result;
+                }
+            }
         }
-        let param = |key: &str| {
-            url.query_pairs()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.into_owned())
-        };
-        if let Some(error) = param("error") {
-            let description = param("error_description").unwrap_or_default();
-            respond(&mut stream, 200, "Login failed. You can close this tab.").await;
-            let clean: String = format!("{error} {description}")
-                .chars()
-                .filter(|c| !c.is_control())
-                .take(200)
-                .collect();
-            return Err(ErrorReply::new(
-                ErrorCode::NeedsLogin,
-                format!("the provider refused the login: {}", clean.trim()),
-            ));
-        }
-        if param("state").as_deref() != Some(expected_state) {
-            respond(
-                &mut stream,
-                400,
-                "The login state does not match; it was not accepted.",
-            )
-            .await;
-            return Err(ErrorReply::new(
-                ErrorCode::Invalid,
-                "the redirect's state did not match this login; nothing was accepted",
-            ));
-        }
-        let Some(code) = param("code") else {
-            respond(&mut stream, 400, "The redirect carries no code.").await;
-            continue;
-        };
+    }
+}
+
+/// One connection to the loopback listener: `Some` when it carried this login's answer.
+async fn handle(stream: TcpStream, expected_state: &str) -> Option<Result<Secret, ErrorReply>> {
+    let (target, mut stream) = read_target(stream).await?;
+    let Ok(url) = Url::parse(&format!("http://127.0.0.1{target}")) else {
+        respond(&mut stream, 400, "Bad request").await;
+        return None;
+    };
+    if url.path() != "/callback" {
+        respond(&mut stream, 404, "Not found").await;
+        return None;
+    }
+    let param = |key: &str| {
+        url.query_pairs()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
+    };
+    if param("state").as_deref() != Some(expected_state) {
+        respond(
+            &mut stream,
+            400,
+            "This is not the login tokd is waiting for.",
+        )
+        .await;
+        return None;
+    }
+    if let Some(error) = param("error") {
         respond(
             &mut stream,
             200,
-            "Logged in to tokd. You can close this tab.",
+            "The login failed. You can close this tab.",
         )
         .await;
-        return Ok(Secret::new(code));
+        let description = param("error_description").unwrap_or_default();
+        let clean: String = format!("{error} {description}")
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(200)
+            .collect();
+        return Some(Err(ErrorReply::new(
+            ErrorCode::NeedsLogin,
+            format!("the provider refused the login: {}", clean.trim()),
+        )));
     }
+    let Some(code) = param("code") else {
+        respond(&mut stream, 400, "The redirect carries no code.").await;
+        return None;
+    };
+    respond(
+        &mut stream,
+        200,
+        "tokd received the login and is finishing it. You can close this tab; the terminal \
+         says when the session is ready.",
+    )
+    .await;
+    Some(Ok(Secret::new(code)))
 }
 
 /// Reads a request head and returns its target (`/callback?code=…`).

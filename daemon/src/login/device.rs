@@ -18,6 +18,8 @@ use crate::state::DaemonState;
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 /// `slow_down` adds this much to the interval.
 const SLOW_DOWN: Duration = Duration::from_secs(5);
+/// The longest interval honoured between two polls.
+const MAX_INTERVAL: Duration = Duration::from_secs(60);
 
 #[derive(Deserialize)]
 struct DeviceAuthorization {
@@ -99,13 +101,13 @@ pub async fn run(
     let mut interval = auth
         .interval
         .map_or(DEFAULT_INTERVAL, Duration::from_secs)
-        .max(Duration::from_secs(1));
+        .clamp(Duration::from_secs(1), MAX_INTERVAL);
     let deadline = tokio::time::Instant::now() + expires_in;
     let grant = TokenGrant::DeviceCode {
         device_code: &auth.device_code,
     };
     loop {
-        tokio::time::sleep(interval).await;
+        tokio::time::sleep_until((tokio::time::Instant::now() + interval).min(deadline)).await;
         if tokio::time::Instant::now() >= deadline {
             return Err(ErrorReply::new(
                 ErrorCode::Timeout,
@@ -132,7 +134,7 @@ pub async fn run(
         match error_code(&answer).as_deref() {
             Some("authorization_pending") => continue,
             Some("slow_down") => {
-                interval += SLOW_DOWN;
+                interval = (interval + SLOW_DOWN).min(MAX_INTERVAL);
                 continue;
             }
             Some("access_denied") => {
@@ -149,13 +151,19 @@ pub async fn run(
             }
             _ => {}
         }
-        let tokens = interpret(
+        match interpret(
             &answer,
             sent_at,
             provider.default_lifetime(),
             &secrets_of(provider, &grant),
-        )
-        .map_err(|e| provider_failed("token endpoint", e))?;
-        return Ok((tokens, http::origin(&token_url)));
+        ) {
+            Ok(tokens) => return Ok((tokens, http::origin(&token_url))),
+            // A 5xx or 429 while the user is approving: poll on, a little slower (§3.5).
+            Err(crate::providers::ProviderError::Retryable { message, .. }) => {
+                tracing::debug!(error = %message, "device flow poll failed; polling on");
+                interval = (interval + Duration::from_secs(1)).min(MAX_INTERVAL);
+            }
+            Err(e) => return Err(provider_failed("token endpoint", e)),
+        }
     }
 }

@@ -34,12 +34,18 @@ pub fn start(state: Arc<DaemonState>, req: LoginRequest) -> ResponseStream {
     let (tx, rx) = mpsc::channel(4);
     tokio::spawn(async move {
         let cancelled = tx.clone();
-        let outcome = tokio::select! {
-            r = login(&state, &req, &tx) => r,
+        // Only the interactive part races the client: once the provider has issued tokens
+        // (spending the code), they are stored even if the client has gone.
+        let obtained = tokio::select! {
+            r = obtain(&state, &req, &tx) => r,
             () = cancelled.closed() => {
                 tracing::info!(session = %req.name, "login cancelled by the client");
                 return;
             }
+        };
+        let outcome = match obtained {
+            Ok((tokens, origin)) => store(&state, &req, tokens, origin).await,
+            Err(e) => Err(e),
         };
         let last = match outcome {
             Ok(reply) => Response::LoggedIn(reply),
@@ -55,11 +61,11 @@ pub fn start(state: Arc<DaemonState>, req: LoginRequest) -> ResponseStream {
     }))
 }
 
-async fn login(
+async fn obtain(
     state: &Arc<DaemonState>,
     req: &LoginRequest,
     prompts: &Prompts,
-) -> Result<LoginReply, ErrorReply> {
+) -> Result<(TokenSet, String), ErrorReply> {
     tokd_protocol::name::validate_session_name(&req.name)
         .map_err(|m| ErrorReply::new(ErrorCode::Invalid, m))?;
     let provider = state.providers().get(&req.provider).ok_or_else(|| {
@@ -78,13 +84,12 @@ async fn login(
             ),
         ));
     }
-    let (tokens, origin) = match &req.method {
-        LoginMethod::Device => device::run(state, &provider, prompts).await?,
+    match &req.method {
+        LoginMethod::Device => device::run(state, &provider, prompts).await,
         LoginMethod::Browser { open_browser } => {
-            browser::run(state, &provider, *open_browser, prompts).await?
+            browser::run(state, &provider, *open_browser, prompts).await
         }
-    };
-    store(state, req, tokens, origin).await
+    }
 }
 
 /// Stores the logged-in session: a new generation of the name, keeping the attributes of

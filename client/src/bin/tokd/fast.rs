@@ -15,11 +15,10 @@ pub fn parse_get(args: &[OsString]) -> Option<(Option<PathBuf>, GetArgs)> {
     let mut socket = None;
     let mut first = it.next()??;
     if first == "--socket" {
-        socket = Some(PathBuf::from(it.next()??));
+        socket = Some(PathBuf::from(value(it.next()??)?));
         first = it.next()??;
-    } else if let Some(path) = first.strip_prefix("--socket=") {
-        socket = Some(PathBuf::from(path));
-        first = it.next()??;
+    } else if first.starts_with("--socket=") {
+        return None;
     }
     if first != "get" {
         return None;
@@ -33,15 +32,25 @@ pub fn parse_get(args: &[OsString]) -> Option<(Option<PathBuf>, GetArgs)> {
         id_token: false,
     };
     let mut name = None;
+    // clap refuses a flag given twice; so does the fast path (by handing over to clap).
+    let mut seen: Vec<&str> = Vec::new();
     while let Some(arg) = it.next() {
         let arg = arg?;
+        if arg.starts_with('-') {
+            if seen.contains(&arg) {
+                return None;
+            }
+            seen.push(arg);
+        }
         match arg {
             "--header" => get.header = true,
             "--json" => get.json = true,
             "--id-token" => get.id_token = true,
-            "--min-valid" => get.min_valid = duration(it.next()??)?,
-            "--wait" => get.wait = duration(it.next()??)?,
-            "--socket" => socket = Some(PathBuf::from(it.next()??)),
+            "--min-valid" => get.min_valid = duration(value(it.next()??)?)?,
+            "--wait" => get.wait = duration(value(it.next()??)?)?,
+            "--socket" if socket.is_none() => {
+                socket = Some(PathBuf::from(value(it.next()??)?));
+            }
             _ if arg.starts_with('-') => return None,
             _ if name.is_none() => name = Some(arg.to_owned()),
             _ => return None,
@@ -53,6 +62,11 @@ pub fn parse_get(args: &[OsString]) -> Option<(Option<PathBuf>, GetArgs)> {
     }
     get.name = name?;
     Some((socket, get))
+}
+
+/// A flag's value as clap would take it: not empty, not another flag.
+fn value(text: &str) -> Option<&str> {
+    (!text.is_empty() && !text.starts_with('-')).then_some(text)
 }
 
 fn duration(text: &str) -> Option<Duration> {
@@ -89,6 +103,11 @@ mod tests {
             "tokd get a --min-valid soon",
             "tokd get a --header --json",
             "tokd get a --unknown",
+            "tokd get a --json --json",
+            "tokd get a --min-valid 1s --min-valid 2s",
+            "tokd --socket --json get a",
+            "tokd --socket=/s get a",
+            "tokd --socket /s get a --socket /t",
             "tokd status",
             "tokd",
         ] {

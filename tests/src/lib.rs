@@ -302,8 +302,19 @@ impl TestDaemon {
     /// # Errors
     /// When the daemon was not running or did not stop in time.
     pub fn stop(&mut self) -> Result<ExitStatus> {
+        if let Some(child) = &self.child {
+            signal(child, rustix::process::Signal::TERM);
+        }
+        self.wait_exit()
+    }
+
+    /// Waits (at most 15 s) for a daemon that was told to stop to exit; sends nothing (a
+    /// second SIGTERM would make it exit at once, with status 1).
+    ///
+    /// # Errors
+    /// When the daemon was not running or did not stop in time.
+    pub fn wait_exit(&mut self) -> Result<ExitStatus> {
         let mut child = self.child.take().context("the daemon is not running")?;
-        signal(&child, rustix::process::Signal::TERM);
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(status) = child.try_wait()? {

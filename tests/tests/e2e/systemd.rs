@@ -143,7 +143,7 @@ fn notify_ready_watchdog_status_and_stopping() {
 
     d.signal(Signal::TERM);
     read_until(&sock, "STOPPING=1");
-    let status = d.stop().expect("exits");
+    let status = d.wait_exit().expect("exits");
     assert!(status.success(), "{status}");
 }
 

@@ -64,8 +64,16 @@ fn build_binaries() -> Result<Binaries> {
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
-        .context("cannot locate the target directory")?
-        .to_path_buf();
+        .context("cannot locate the target directory")?;
+    build_binaries_in(profile_dir)
+}
+
+/// Builds `tokd-daemon` and `tokd` into `profile_dir` (`<target>/debug` or
+/// `<target>/release`, whichever it is) and returns their paths.
+///
+/// # Errors
+/// When cargo fails or a binary is missing afterwards.
+pub fn build_binaries_in(profile_dir: &Path) -> Result<Binaries> {
     let target_dir = profile_dir
         .parent()
         .context("cannot locate the target directory")?;

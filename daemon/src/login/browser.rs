@@ -34,16 +34,8 @@ pub async fn run(
     open_browser: bool,
     prompts: &Prompts,
 ) -> Result<(TokenSet, String), ErrorReply> {
-    let client = state.providers().client.clone();
-    let endpoints = provider
-        .endpoints(&client)
-        .await
-        .map_err(|e| provider_failed("discovery", e))?;
+    let (client, endpoints, token_url) = super::resolve(state, provider).await?;
     let authorize = required_endpoint(provider, endpoints.authorization, "authorization_endpoint")?;
-    let token_url = provider
-        .target(&client)
-        .await
-        .map_err(|e| provider_failed("token endpoint", e))?;
 
     let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(|e| {
         ErrorReply::new(

@@ -41,20 +41,12 @@ pub async fn run(
     provider: &Arc<Provider>,
     prompts: &Prompts,
 ) -> Result<(TokenSet, String), ErrorReply> {
-    let client = state.providers().client.clone();
-    let endpoints = provider
-        .endpoints(&client)
-        .await
-        .map_err(|e| provider_failed("discovery", e))?;
+    let (client, endpoints, token_url) = super::resolve(state, provider).await?;
     let device_url = required_endpoint(
         provider,
         endpoints.device_authorization,
         "device_authorization_endpoint",
     )?;
-    let token_url = provider
-        .target(&client)
-        .await
-        .map_err(|e| provider_failed("token endpoint", e))?;
     let mut form = Vec::new();
     push_scope_and_extras(&provider.config, &mut form);
     let answer = oauth2::post_form(

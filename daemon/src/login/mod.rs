@@ -154,6 +154,24 @@ async fn prompt(prompts: &Prompts, response: Response) -> bool {
     prompts.send(response).await.is_ok()
 }
 
+/// What both flows need first: the HTTP client, the provider's endpoints (discovered if
+/// need be) and its token endpoint.
+async fn resolve(
+    state: &DaemonState,
+    provider: &Provider,
+) -> Result<(reqwest::Client, crate::providers::Endpoints, url::Url), ErrorReply> {
+    let client = state.providers().client.clone();
+    let endpoints = provider
+        .endpoints(&client)
+        .await
+        .map_err(|e| provider_failed("discovery", e))?;
+    let token_url = provider
+        .target(&client)
+        .await
+        .map_err(|e| provider_failed("token endpoint", e))?;
+    Ok((client, endpoints, token_url))
+}
+
 fn required_endpoint(
     provider: &Provider,
     url: Option<url::Url>,

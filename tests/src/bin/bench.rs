@@ -481,26 +481,8 @@ fn locate_binaries(cli: &Cli) -> Result<Bins> {
         );
     }
     if !cli.no_build && cli.bin_dir.is_none() {
-        let target = dir.parent().context("cannot locate the target directory")?;
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args([
-            "build",
-            "--quiet",
-            "-p",
-            "tokd-daemon",
-            "-p",
-            "tokd",
-            "--bins",
-        ])
-        .arg("--target-dir")
-        .arg(target)
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-        if release {
-            cmd.arg("--release");
-        }
         eprintln!("bench: building tokd-daemon and tokd (skip with --no-build)");
-        let status = cmd.status().context("running cargo build")?;
-        ensure!(status.success(), "cargo build of tokd-daemon/tokd failed");
+        tokd_e2e::build_binaries_in(&dir)?;
     }
     let bins = Bins {
         daemon: dir.join("tokd-daemon"),

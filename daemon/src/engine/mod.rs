@@ -408,7 +408,7 @@ async fn attempt(
             use_refresh_token,
             interrupted,
             e,
-            i64::MAX,
+            None,
         )
         .await;
     }
@@ -468,7 +468,7 @@ async fn attempt(
                 use_refresh_token,
                 interrupted,
                 e,
-                sent_at,
+                Some(sent_at),
             )
             .await;
         }
@@ -528,6 +528,7 @@ async fn attempt(
 }
 
 /// Persists what a failed attempt means for the record, and returns it as the outcome.
+/// `sent_at` is when the request left, `None` when nothing was sent.
 async fn fail(
     state: &Arc<DaemonState>,
     session: &Arc<Session>,
@@ -535,7 +536,7 @@ async fn fail(
     use_refresh_token: bool,
     interrupted: bool,
     err: ProviderError,
-    sent_at: EpochMs,
+    sent_at: Option<EpochMs>,
 ) -> Outcome {
     let err = match (err, interrupted) {
         (ProviderError::NeedsLogin(m), true) => ProviderError::NeedsLogin(format!(
@@ -546,7 +547,7 @@ async fn fail(
     };
     let persist = match &err {
         ProviderError::NeedsLogin(reason) => {
-            if interrupted {
+            if interrupted && let Some(sent_at) = sent_at {
                 // Refusing a refresh token that was already presented is how reuse
                 // detection revokes a whole grant, its access tokens included: stop
                 // serving the old access token too.

@@ -1380,26 +1380,21 @@ fn throughput_section(
         "{:<22} {:>12} {:>9} {:>9} {:>9}",
         "", "requests/s", "p50 µs", "p99 µs", "p99.9 µs"
     );
-    for g in &gets {
+    let rows = gets
+        .iter()
+        .map(|g| ("tokd get", g))
+        .chain(std::iter::once(("echo floor", &e)));
+    for (label, p) in rows {
         let _ = writeln!(
             t,
             "{:<22} {:>12.0} {:>9.1} {:>9.1} {:>9.1}",
-            format!("tokd get, {} conn", g.conns),
-            g.per_s,
-            g.latency.p50_us,
-            g.latency.p99_us,
-            g.latency.p999_us
+            format!("{label}, {} conn", p.conns),
+            p.per_s,
+            p.latency.p50_us,
+            p.latency.p99_us,
+            p.latency.p999_us
         );
     }
-    let _ = writeln!(
-        t,
-        "{:<22} {:>12.0} {:>9.1} {:>9.1} {:>9.1}",
-        format!("echo floor, {} conn", e.conns),
-        e.per_s,
-        e.latency.p50_us,
-        e.latency.p99_us,
-        e.latency.p999_us
-    );
     let same = gets.iter().find(|g| g.conns == e.conns);
     if let Some(g) = same {
         let _ = write!(

@@ -29,6 +29,19 @@ fn str_field<'a>(v: &'a Value, key: &str) -> &'a str {
         .unwrap_or_else(|| panic!("{key} missing in {v}"))
 }
 
+/// A refresh_token grant by the public client `tokd-public` (client id in the form).
+fn refresh_public(idp: &TestIdp, refresh_token: &str) -> (u16, Value) {
+    idp.token_request(
+        None,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+            ("client_id", "tokd-public"),
+        ],
+    )
+    .expect("token endpoint answers")
+}
+
 /// A refresh_token grant by `tokd-test` with HTTP Basic authentication.
 fn refresh_basic(idp: &TestIdp, refresh_token: &str) -> (u16, Value) {
     idp.token_request(
@@ -194,16 +207,7 @@ fn each_client_authenticates_only_its_registered_way() {
 
     let tr = mint(&idp, "tokd-public", SCOPE);
     let rt = str_field(&tr, "refresh_token");
-    let (status, body) = idp
-        .token_request(
-            None,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", rt),
-                ("client_id", "tokd-public"),
-            ],
-        )
-        .expect("token endpoint answers");
+    let (status, body) = refresh_public(&idp, rt);
     assert_eq!(status, 200, "{body}\n{}", idp.log());
     assert_ne!(str_field(&body, "refresh_token"), rt);
 }
@@ -965,16 +969,7 @@ fn browser_flow_with_pkce_issues_tokens() {
     );
 
     // The refresh token works for the public client.
-    let (status, body) = idp
-        .token_request(
-            None,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", rt),
-                ("client_id", "tokd-public"),
-            ],
-        )
-        .expect("token endpoint answers");
+    let (status, body) = refresh_public(&idp, rt);
     assert_eq!(status, 200, "{body}\n{}", idp.log());
     let rotated = str_field(&body, "refresh_token");
 

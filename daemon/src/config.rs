@@ -234,6 +234,10 @@ pub struct ConfigFile {
     /// `[sessions.NAME]`.
     #[serde(default)]
     pub sessions: BTreeMap<String, SessionConfig>,
+    /// `[helpers.*]`: read by the credential helpers (`tokd git-credential`,
+    /// `docker-credential-tokd`), which validate it themselves; the daemon only lets it be.
+    #[serde(default)]
+    pub helpers: toml::Table,
 }
 
 /// Limits that protect the daemon from its peers.

@@ -454,9 +454,42 @@ impl Config {
         for (name, provider) in &file.providers {
             validate_provider(name, provider).map_err(&invalid)?;
         }
-        for name in file.sessions.keys() {
+        let mut sessions = file.sessions;
+        let mut sink_owner: BTreeMap<PathBuf, String> = BTreeMap::new();
+        for (name, session) in &mut sessions {
             tokd_protocol::name::validate_session_name(name)
                 .map_err(|e| invalid(format!("[sessions.{name}]: {e}")))?;
+            if let Some(raw) = session.file.take() {
+                let expanded = expand_path(&raw, env)
+                    .map_err(|e| invalid(format!("[sessions.{name}] file: {e}")))?;
+                let resolved = absolutize_cwd(&absolute(&expanded));
+                if !(session.allow_exe.is_empty() && session.allow_uids.is_empty()) {
+                    return Err(invalid(format!(
+                        "[sessions.{name}]: `file` and `allow_exe`/`allow_uids` exclude each \
+                         other: every program of the user can read a token file, so the \
+                         access list would protect nothing"
+                    )));
+                }
+                if let Some(other) = sink_owner.insert(resolved.clone(), name.clone()) {
+                    return Err(invalid(format!(
+                        "[sessions.{name}] and [sessions.{other}] write the same token file {}",
+                        resolved.display()
+                    )));
+                }
+                session.file = Some(resolved);
+            }
+            for exe in &mut session.allow_exe {
+                let expanded = expand_path(exe, env)
+                    .map_err(|e| invalid(format!("[sessions.{name}] allow_exe: {e}")))?;
+                if !expanded.is_absolute() {
+                    return Err(invalid(format!(
+                        "[sessions.{name}] allow_exe: {} is not an absolute path",
+                        expanded.display()
+                    )));
+                }
+                // The kernel reports a process's executable with symlinks resolved.
+                *exe = std::fs::canonicalize(&expanded).unwrap_or(expanded);
+            }
         }
         Ok(Config {
             socket,
@@ -474,7 +507,7 @@ impl Config {
                 .map_or(Duration::from_secs(60), |h| h.0)
                 .clamp(Duration::from_millis(100), Duration::from_secs(60)),
             providers: file.providers,
-            sessions: file.sessions,
+            sessions,
             config_file: path,
         })
     }
@@ -537,6 +570,60 @@ fn xdg_dir(env: EnvLookup<'_>, var: &str, fallback: &str) -> Option<PathBuf> {
         .or_else(|| env("HOME").map(|home| PathBuf::from(home).join(fallback)))
 }
 
+/// Expands a leading `~/` and the variables `$XDG_RUNTIME_DIR`, `$HOME` and `$UID`
+/// (also as `${NAME}`) in a configured path, so token files can follow the WLCG
+/// `$XDG_RUNTIME_DIR/bt_u$UID` convention without hard-coding a uid.
+fn expand_path(raw: &Path, env: EnvLookup<'_>) -> Result<PathBuf, String> {
+    let Some(text) = raw.to_str() else {
+        return Ok(raw.to_path_buf());
+    };
+    let lookup = |var: &str| -> Result<String, String> {
+        match var {
+            "UID" => Ok(current_uid().to_string()),
+            "XDG_RUNTIME_DIR" | "HOME" => env(var).ok_or_else(|| format!("${var} is not set")),
+            other => Err(format!(
+                "unknown variable ${other} (known: $XDG_RUNTIME_DIR, $HOME, $UID)"
+            )),
+        }
+    };
+    let mut out = String::with_capacity(text.len());
+    let rest = match text.strip_prefix("~/") {
+        Some(rest) => {
+            out.push_str(&lookup("HOME")?);
+            out.push('/');
+            rest
+        }
+        None => text,
+    };
+    let mut chars = rest.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if c != '$' {
+            out.push(c);
+            continue;
+        }
+        let tail = &rest[i + 1..];
+        let (var, used) = if let Some(inner) = tail.strip_prefix('{') {
+            let end = inner
+                .find('}')
+                .ok_or_else(|| format!("unclosed ${{ in {text}"))?;
+            (&inner[..end], end + 2)
+        } else {
+            let end = tail
+                .find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_'))
+                .unwrap_or(tail.len());
+            (&tail[..end], end)
+        };
+        if var.is_empty() {
+            return Err(format!("a lone $ in {text}"));
+        }
+        out.push_str(&lookup(var)?);
+        for _ in 0..used {
+            chars.next();
+        }
+    }
+    Ok(PathBuf::from(out))
+}
+
 fn absolutize_cwd(p: &Path) -> PathBuf {
     if p.is_absolute() {
         return p.to_path_buf();
@@ -556,6 +643,39 @@ mod tests {
                 .find(|(key, _)| *key == k)
                 .map(|(_, v)| v.to_string())
         }
+    }
+
+    #[test]
+    fn sink_paths_expand_the_wlcg_variables() {
+        let env = env_of(&[("XDG_RUNTIME_DIR", "/run/user/7"), ("HOME", "/home/u")]);
+        let uid = current_uid();
+        let expanded = expand_path(Path::new("$XDG_RUNTIME_DIR/bt_u$UID"), &env);
+        assert_eq!(
+            expanded,
+            Ok(PathBuf::from(format!("/run/user/7/bt_u{uid}")))
+        );
+        let braced = expand_path(Path::new("${HOME}/t-${UID}.txt"), &env);
+        assert_eq!(braced, Ok(PathBuf::from(format!("/home/u/t-{uid}.txt"))));
+        assert_eq!(
+            expand_path(Path::new("~/tok"), &env),
+            Ok(PathBuf::from("/home/u/tok"))
+        );
+        let unknown = expand_path(Path::new("$NOPE/x"), &env).expect_err("unknown");
+        assert!(unknown.contains("$NOPE"), "{unknown}");
+        let unset = expand_path(Path::new("$XDG_RUNTIME_DIR/x"), &env_of(&[]));
+        assert!(unset.expect_err("unset").contains("not set"));
+        assert!(expand_path(Path::new("${HOME"), &env).is_err());
+    }
+
+    #[test]
+    fn two_sessions_cannot_share_a_token_file() {
+        let text = "[sessions.a]\nfile = \"/run/x\"\n[sessions.b]\nfile = \"/run/x\"\n";
+        let file = Config::parse(text, Path::new("c.toml")).expect("parses");
+        let env = env_of(&[("HOME", "/home/u")]);
+        let home = Some(PathBuf::from("/home/u/.config"));
+        let err =
+            Config::resolve(file, None, &Overrides::default(), &env, home).expect_err("refused");
+        assert!(err.to_string().contains("same token file"), "{err}");
     }
 
     #[test]

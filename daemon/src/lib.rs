@@ -31,6 +31,7 @@ pub mod login;
 pub mod providers;
 pub mod server;
 pub mod sessions;
+pub mod sinks;
 pub mod state;
 pub mod store;
 pub mod systemd;
@@ -128,6 +129,7 @@ pub fn reload(state: &Arc<DaemonState>, overrides: &config::Overrides) -> Result
     new.log = old.log.clone();
     state.replace_config(new, providers);
     engine::on_reload(state);
+    state.token_files.reconfigured();
     tracing::info!(
         providers = state.config().providers.len(),
         "config reloaded"
@@ -160,6 +162,7 @@ pub async fn run(
     // The store is open and the socket listens (connections queue until accepted).
     systemd::notify_ready(&systemd::summary(&state));
     let helpers = CancellationToken::new();
+    let token_files = tokio::spawn(sinks::run(state.clone(), helpers.clone()));
     if let Some(interval) = sd_notify::watchdog_enabled() {
         tokio::spawn(systemd::watchdog(live, interval, helpers.clone()));
     }
@@ -175,6 +178,9 @@ pub async fn run(
     systemd::notify_stopping();
     tracing::info!("shutting down: no new connections");
     engine::shutdown(&state).await;
+    // Refreshes that finished during the shutdown reach their token files too.
+    let _ = token_files.await;
+    sinks::reconcile_all(&state).await;
     tracker.close();
     if tokio::time::timeout(CONNECTION_GRACE, tracker.wait())
         .await

@@ -33,6 +33,8 @@ pub struct DaemonState {
     pub events: Events,
     /// This process's uid: the only one served (plus root when configured).
     pub own_uid: u32,
+    /// The token files the daemon keeps in step with their sessions.
+    pub token_files: crate::sinks::TokenFiles,
     /// When the daemon started, for `uptime`.
     started: Instant,
 }
@@ -57,6 +59,7 @@ impl DaemonState {
             store,
             events,
             own_uid,
+            token_files: crate::sinks::TokenFiles::default(),
             started: Instant::now(),
         }
     }

@@ -11,3 +11,4 @@ mod server;
 mod sessions;
 mod storage;
 mod systemd;
+mod token_files;

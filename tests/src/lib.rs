@@ -438,6 +438,27 @@ impl TestDaemon {
         json["sessions"][0].clone()
     }
 
+    /// Opens the socket to every local user (directories 0755, socket 0666), so that
+    /// SO_PEERCRED — not file permissions — decides who is served, and returns a copy of
+    /// `tokd` that any user can execute. Tests then run it as another uid with [`as_uid`].
+    ///
+    /// # Panics
+    /// When a permission cannot be changed or the copy fails.
+    pub fn open_to_other_users(&self) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let socket = self.socket();
+        let mode = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).expect("chmod");
+        };
+        mode(self.dir.path(), 0o755);
+        mode(socket.parent().expect("socket dir"), 0o755);
+        mode(&socket, 0o666);
+        let client = self.dir.path().join("tokd-for-others");
+        std::fs::copy(&binaries().tokd, &client).expect("copy tokd");
+        mode(&client, 0o755);
+        client
+    }
+
     /// `tokd get NAME ARGS…`: the token, or the error output.
     pub fn get(&self, name: &str, args: &[&str]) -> std::result::Result<String, String> {
         let mut all = vec!["get", name];
@@ -568,4 +589,16 @@ pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     }
     out.sort();
     out
+}
+
+/// Runs `program ARGS…` as `uid` (needs root; `setpriv` drops the ids and the groups).
+pub fn as_uid(uid: u32, program: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new("setpriv");
+    cmd.arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={uid}"))
+        .arg("--clear-groups")
+        .arg(program)
+        .args(args)
+        .env_remove("TOKD_SOCKET");
+    run_with_stdin(cmd, None)
 }

@@ -6,10 +6,28 @@ use std::sync::Arc;
 use tokd_protocol::Response;
 use tokd_protocol::verbs::get::GetRequest;
 
+use super::Origin;
 use crate::engine;
+use crate::server::access;
 use crate::state::DaemonState;
 
-pub(super) async fn handle(req: GetRequest, state: &Arc<DaemonState>) -> Response {
+pub(super) async fn handle(
+    req: GetRequest,
+    state: &Arc<DaemonState>,
+    from: Origin<'_>,
+) -> Response {
+    if let Err(refusal) = access::check_get(&state.config(), from.peer, from.socket, &req.name) {
+        tracing::warn!(
+            target: "tokd::audit",
+            event = "peer_rejected",
+            session = %req.name,
+            peer_uid = from.peer.uid,
+            peer_pid = ?from.peer.pid,
+            reason = %refusal.message,
+            "token refused by the session's access list"
+        );
+        return Response::Error(refusal);
+    }
     match engine::get(state, &req).await {
         Ok(token) => Response::Token(token),
         Err(e) => Response::Error(e.into()),

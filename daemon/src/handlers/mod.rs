@@ -16,8 +16,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures_util::Stream;
-use tokd_protocol::{Request, Response};
+use std::os::fd::BorrowedFd;
 
+use tokd_protocol::{ErrorCode, ErrorReply, Request, Response};
+
+use crate::server::access::Peer;
 use crate::state::DaemonState;
 
 /// A streamed answer (`watch`, `login`): frames until the stream ends.
@@ -31,11 +34,30 @@ pub enum Reply {
     Stream(ResponseStream),
 }
 
+/// Who sent a request: the peer and the socket it came on (for its pidfd).
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    /// The peer as checked at accept.
+    pub peer: &'a Peer,
+    /// The connection's socket.
+    pub socket: BorrowedFd<'a>,
+}
+
 /// Routes a request to its handler.
-pub async fn dispatch(request: Request, state: &Arc<DaemonState>) -> Reply {
+pub async fn dispatch(request: Request, state: &Arc<DaemonState>, from: Origin<'_>) -> Reply {
     let verb = request.verb();
+    if !from.peer.owner && !matches!(request, Request::Get(_) | Request::Ping(_)) {
+        // A uid admitted through a session's `allow_uids` gets tokens, nothing else.
+        return Reply::One(Response::Error(ErrorReply::new(
+            ErrorCode::PeerRejected,
+            format!(
+                "uid {} may only get the tokens of sessions that list it in allow_uids",
+                from.peer.uid
+            ),
+        )));
+    }
     let reply = match request {
-        Request::Get(req) => Reply::One(get::handle(req, state).await),
+        Request::Get(req) => Reply::One(get::handle(req, state, from).await),
         Request::Status(req) => Reply::One(status::handle(req, state)),
         Request::List(req) => Reply::One(list::handle(req, state)),
         Request::Add(req) => Reply::One(add::handle(req, state).await),

@@ -1,5 +1,6 @@
 //! One connection: peer check → hello → loop { frame → dispatch → answer }.
 
+use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
@@ -12,7 +13,9 @@ use tokio::time::timeout;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
+use super::access::{self, Peer};
 use super::peer::{self, PeerCheck};
+use super::registry::{Phase, Slot};
 use crate::handlers::{self, Reply};
 use crate::state::DaemonState;
 
@@ -23,27 +26,36 @@ const REFUSAL_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 
 /// Serves one accepted connection until the peer hangs up, misbehaves, idles out, or the
 /// daemon shuts down.
-pub async fn serve(stream: UnixStream, state: Arc<DaemonState>, shutdown: CancellationToken) {
+pub async fn serve(
+    stream: UnixStream,
+    state: Arc<DaemonState>,
+    shutdown: CancellationToken,
+    slot: Slot,
+) {
     let config = state.config();
     let limits = config.limits.clone();
-    let verdict = peer::check(&stream, state.own_uid, config.allow_root);
-    drop(config);
+    let verdict = peer::check(&stream, state.own_uid, config.allow_root, |uid| {
+        access::is_listed_uid(&config, uid)
+    });
     let mut conn = Framed::new(
         stream,
         FrameCodec::new(limits.max_frame, MAX_RESPONSE_FRAME),
     );
-    let pid = match verdict {
-        PeerCheck::Allowed { pid, .. } => pid,
+    let peer = match verdict {
+        PeerCheck::Allowed { uid, pid, owner } => Peer::new(uid, pid, owner, &config),
         PeerCheck::Rejected { uid, message } => {
             tracing::warn!(peer_uid = ?uid, "rejected a connection from another user");
             refuse(&mut conn, ErrorCode::PeerRejected, message).await;
             return;
         }
     };
+    drop(config);
+    let pid = peer.pid;
 
     // The hello must arrive within the handshake timeout.
     let first = tokio::select! {
         () = shutdown.cancelled() => return,
+        () = slot.evicted().cancelled() => return,
         r = timeout(limits.handshake_timeout, conn.next()) => r,
     };
     let hello_bytes = match first {
@@ -85,8 +97,13 @@ pub async fn serve(stream: UnixStream, state: Arc<DaemonState>, shutdown: Cancel
     tracing::trace!(peer_pid = ?pid, client = %hello.client_name, "client connected");
 
     loop {
+        slot.set(Phase::Idle);
         let next = tokio::select! {
             () = shutdown.cancelled() => return,
+            () = slot.evicted().cancelled() => {
+                tracing::trace!(peer_pid = ?pid, "evicted an idle connection at the cap");
+                return;
+            }
             r = timeout(limits.idle_timeout, conn.next()) => r,
         };
         let payload = match next {
@@ -109,6 +126,7 @@ pub async fn serve(stream: UnixStream, state: Arc<DaemonState>, shutdown: Cancel
             }
             Ok(Some(Ok(payload))) => payload,
         };
+        slot.set(Phase::Working);
         let request: Request = match decode_payload(&payload) {
             Ok(request) => request,
             Err(e) => {
@@ -127,13 +145,18 @@ pub async fn serve(stream: UnixStream, state: Arc<DaemonState>, shutdown: Cancel
                 continue;
             }
         };
-        match handlers::dispatch(request, &state).await {
+        let from = handlers::Origin {
+            peer: &peer,
+            socket: conn.get_ref().as_fd(),
+        };
+        match handlers::dispatch(request, &state, from).await {
             Reply::One(response) => {
                 if send(&mut conn, &response).await.is_err() {
                     return;
                 }
             }
             Reply::Stream(stream) => {
+                slot.set(Phase::Streaming);
                 stream_out(&mut conn, stream, &shutdown).await;
                 return;
             }

@@ -3,22 +3,25 @@
 //! `socket` produces the listener, the accept loop here hands each connection to
 //! `connection::serve` on the daemon's task tracker, and `peer` checks who is calling.
 
+pub mod access;
 pub mod connection;
 pub mod peer;
+pub mod registry;
 pub mod socket;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::UnixListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use self::registry::{Admission, Registry};
 use crate::state::DaemonState;
 
 /// Accepts connections until `shutdown` is cancelled. Each connection runs on `tracker`
-/// with its own permit; past the connection cap, newcomers get a `busy` refusal.
+/// in a slot of the connection table; at the cap the table evicts an ungreeted or idle
+/// connection to make room, and only when every slot is busy does a newcomer get `busy`.
 pub async fn accept_loop(
     listener: UnixListener,
     state: Arc<DaemonState>,
@@ -27,7 +30,7 @@ pub async fn accept_loop(
     mut probe: Option<crate::systemd::ProbeReceiver>,
 ) {
     let limits = state.config().limits.clone();
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let registry = Registry::new(limits.max_connections);
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -46,16 +49,16 @@ pub async fn accept_loop(
                 continue;
             }
         };
-        match permits.clone().try_acquire_owned() {
-            Ok(permit) => {
+        match registry.admit() {
+            Some((slot, admission)) => {
+                if let Admission::Evicted(phase) = admission {
+                    tracing::debug!(?phase, "connection cap reached; evicted a connection");
+                }
                 let state = state.clone();
                 let shutdown = shutdown.clone();
-                tracker.spawn(async move {
-                    connection::serve(stream, state, shutdown).await;
-                    drop(permit);
-                });
+                tracker.spawn(connection::serve(stream, state, shutdown, slot));
             }
-            Err(_) => {
+            None => {
                 tracing::warn!(
                     max_connections = limits.max_connections,
                     "connection cap reached"

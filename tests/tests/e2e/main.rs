@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `tokd-daemon` and `tokd` binaries in temp dirs.
 
+mod access;
 mod cli;
 mod clock;
 mod faults;

@@ -6,8 +6,13 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use tokd_e2e::{TestDaemon, hello_answer, stderr, stdout, token_response};
-use tokd_protocol::frame::{DEFAULT_MAX_FRAME, encode_frame, read_frame_blocking};
-use tokd_protocol::{ErrorCode, Hello, HelloAck};
+use tokd_protocol::frame::{
+    DEFAULT_MAX_FRAME, MAX_RESPONSE_FRAME, decode_payload, encode_frame, encode_message,
+    read_frame_blocking,
+};
+use tokd_protocol::verbs::ping::PingRequest;
+use tokd_protocol::verbs::watch::WatchRequest;
+use tokd_protocol::{ErrorCode, Hello, HelloAck, Request, Response};
 
 fn connect(d: &TestDaemon) -> UnixStream {
     let s = UnixStream::connect(d.socket()).expect("connect");
@@ -122,22 +127,159 @@ fn handshake_timeout_and_connection_cap() {
             .expect("layout");
     assert_eq!(ack.outcome.expect_err("refused").code, ErrorCode::Timeout);
 
-    // Two greeted connections fill the cap; a third is told `busy`.
-    let held: Vec<UnixStream> = (0..2)
-        .map(|_| {
-            let mut s = connect(&d);
-            let mut out = Vec::new();
-            encode_frame(&Hello::current("e2e").encode(), DEFAULT_MAX_FRAME, &mut out)
-                .expect("frame");
-            s.write_all(&out).expect("write");
-            let ack = read_frame_blocking(&mut s, DEFAULT_MAX_FRAME).expect("ack");
-            assert!(HelloAck::decode(&ack).expect("layout").outcome.is_ok());
-            s
-        })
-        .collect();
+    // Two watch streams fill the cap and cannot be evicted: a third is told `busy`.
+    let held: Vec<UnixStream> = (0..2).map(|_| watching(&d)).collect();
     let ack = hello_answer(&d.socket()).expect("answer");
     assert_eq!(ack.outcome.expect_err("refused").code, ErrorCode::Busy);
     drop(held);
+}
+
+/// A connection that has said hello and read the daemon's acceptance.
+fn greeted(d: &TestDaemon) -> UnixStream {
+    let mut s = connect(d);
+    let mut out = Vec::new();
+    encode_frame(&Hello::current("e2e").encode(), DEFAULT_MAX_FRAME, &mut out).expect("frame");
+    s.write_all(&out).expect("write");
+    let ack = read_frame_blocking(&mut s, DEFAULT_MAX_FRAME).expect("ack");
+    assert!(HelloAck::decode(&ack).expect("layout").outcome.is_ok());
+    s
+}
+
+/// Sends `request` and reads one answer; `None` when the connection is gone.
+fn ask(s: &mut UnixStream, request: &Request) -> Option<Response> {
+    let mut out = Vec::new();
+    encode_message(request, DEFAULT_MAX_FRAME, &mut out).expect("frame");
+    s.write_all(&out).ok()?;
+    let frame = read_frame_blocking(s, MAX_RESPONSE_FRAME).ok()?;
+    decode_payload(&frame).ok()
+}
+
+fn pings(s: &mut UnixStream) -> bool {
+    matches!(
+        ask(s, &Request::Ping(PingRequest {})),
+        Some(Response::Pong(_))
+    )
+}
+
+/// A greeted connection carrying a `watch` stream.
+fn watching(d: &TestDaemon) -> UnixStream {
+    let mut s = greeted(d);
+    let answer = ask(&mut s, &Request::Watch(WatchRequest {}));
+    assert!(matches!(answer, Some(Response::Watching(_))), "{answer:?}");
+    s
+}
+
+/// Whether the daemon has closed `s` (EOF or reset; a refusal frame counts too).
+fn closed_by_daemon(s: &mut UnixStream) -> bool {
+    let mut buf = [0u8; 64];
+    matches!(s.read(&mut buf), Ok(0) | Err(_))
+}
+
+#[test]
+fn at_the_cap_ungreeted_then_idle_connections_make_room_never_streams() {
+    let d = TestDaemon::start_with(&format!(
+        "max_connections = 16
+{}",
+        tokd_e2e::DEFAULT_PROVIDERS
+    ))
+    .expect("daemon starts");
+    d.add("work", &token_response("at-cap", "rt-cap", 3600));
+    let mut watch = watching(&d);
+    let mut idle: Vec<UnixStream> = (0..7).map(|_| greeted(&d)).collect();
+    // Eight ungreeted connections fill the table (1 + 7 + 8 = 16).
+    let mut silent: Vec<UnixStream> = (0..8).map(|_| connect(&d)).collect();
+    // Each newcomer evicts the oldest ungreeted connection, not an idle or streaming one.
+    let got = d.get("work", &[]).expect("a client at the cap is served");
+    assert_eq!(got, "at-cap");
+    assert!(
+        closed_by_daemon(&mut silent[0]),
+        "the oldest ungreeted made room"
+    );
+    for s in &mut idle {
+        assert!(
+            pings(s),
+            "greeted idle connections stay while ungreeted ones remain"
+        );
+    }
+    // With no ungreeted connection left, the one idle the longest goes next.
+    drop(silent);
+    let mut fresh: Vec<UnixStream> = (0..9).map(|_| greeted(&d)).collect();
+    let newest_idle_first = idle.len() - 1;
+    assert!(pings(&mut idle[newest_idle_first]), "recently used: kept");
+    let got = d.get("work", &[]).expect("served again");
+    assert_eq!(got, "at-cap");
+    assert!(closed_by_daemon(&mut idle[0]), "the longest idle made room");
+    assert!(fresh.iter_mut().all(pings), "the fresh ones are kept");
+    // The watch stream was never touched: it still delivers events.
+    d.add("other", &token_response("at-other", "rt-other", 3600));
+    watch
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let event = read_frame_blocking(&mut watch, MAX_RESPONSE_FRAME).expect("an event");
+    assert!(matches!(
+        decode_payload::<Response>(&event),
+        Ok(Response::Event(_))
+    ));
+}
+
+#[test]
+fn five_thousand_idle_connections_slow_writers_and_half_open_sockets_do_not_stop_a_client() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    // The test holds thousands of sockets itself.
+    let limit = getrlimit(Resource::Nofile);
+    if let Some(max) = limit.maximum {
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(max),
+                maximum: Some(max),
+            },
+        );
+    }
+    let d = TestDaemon::start().expect("daemon starts");
+    d.add("work", &token_response("at-flood", "rt-flood", 3600));
+    let mut held = Vec::new();
+    let mut hello = Vec::new();
+    encode_frame(
+        &Hello::current("e2e").encode(),
+        DEFAULT_MAX_FRAME,
+        &mut hello,
+    )
+    .expect("frame");
+    for i in 0..5000 {
+        let Ok(mut s) = UnixStream::connect(d.socket()) else {
+            // The test's own descriptor limit; the daemon is what is under test.
+            break;
+        };
+        match i % 4 {
+            // Never says anything.
+            0 => {}
+            // A slow writer: the first bytes of a hello, the rest never comes.
+            1 => {
+                let _ = s.write_all(&hello[..3]);
+            }
+            // Half-open: a partial hello, then the write side shut.
+            2 => {
+                let _ = s.write_all(&hello[..6]);
+                let _ = s.shutdown(std::net::Shutdown::Write);
+            }
+            // Greeted, then idle (the answer is left unread).
+            _ => {
+                let _ = s.write_all(&hello);
+            }
+        }
+        held.push(s);
+    }
+    assert!(held.len() >= 2000, "only {} connections opened", held.len());
+    for _ in 0..5 {
+        assert_eq!(d.get("work", &[]).as_deref(), Ok("at-flood"));
+    }
+    // The table stays bounded: the daemon holds about max_connections sockets, not 5000.
+    let pid = d.pid().expect("pid");
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |dir| dir.count());
+    assert!(fds < 1024 + 200, "the daemon holds {fds} descriptors");
+    drop(held);
+    assert!(d.log().lines().all(|l| !l.contains("panicked")));
 }
 
 #[test]
@@ -164,25 +306,9 @@ fn a_peer_of_another_uid_is_rejected() {
     d.add("work", &token_response("at-peer", "rt-peer", 3600));
     // Make the socket reachable for `nobody`, so the SO_PEERCRED check itself is what
     // refuses (a connect refused by file permissions would not test it).
-    let socket = d.socket();
-    for dir in [d.dir.path(), socket.parent().expect("dir")] {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    }
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).expect("chmod");
-    // A copy of the client that `nobody` can execute wherever the build tree is.
-    let client = d.dir.path().join("tokd-client");
-    std::fs::copy(&tokd_e2e::binaries().tokd, &client).expect("copy");
-    std::fs::set_permissions(&client, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-
-    let out = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(&client)
-        .arg("--socket")
-        .arg(&socket)
-        .args(["get", "work"])
-        .env_remove("TOKD_SOCKET")
-        .output()
-        .expect("setpriv runs");
+    let client = d.open_to_other_users();
+    let socket = d.socket().display().to_string();
+    let out = tokd_e2e::as_uid(65534, &client, &["--socket", &socket, "get", "work"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stdout(&out).is_empty(), "a token leaked to another uid");
     assert!(stderr(&out).contains("peer_rejected"), "{}", stderr(&out));

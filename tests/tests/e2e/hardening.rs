@@ -82,3 +82,163 @@ fn the_daemon_is_not_dumpable_unless_allowed() {
         "allow_core_dumps keeps it dumpable"
     );
 }
+
+/// What became of one session after a SIGKILL and a restart.
+#[derive(Debug, Default)]
+struct CrashOutcomes {
+    /// Not in flight at the kill; served an active token afterwards.
+    untouched: usize,
+    /// In flight at the kill; the retry with the stored refresh token worked.
+    recovered: usize,
+    /// In flight at the kill; the provider had rotated, so `needs_login` ("refresh interrupted").
+    lost: usize,
+}
+
+/// A small xorshift generator: the kill moments are random but the seed is printed, so a
+/// failing run can be replayed with `TOKD_CRASH_SEED`.
+fn next_random(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+#[test]
+fn sigkills_during_a_refresh_storm_never_leave_a_dead_token_or_an_endless_retry() {
+    use tokd_e2e::idp::TestIdp;
+    use tokd_e2e::{TestDaemon, idp_provider, stderr};
+
+    const CYCLES: usize = 50;
+    const SESSIONS: usize = 8;
+    let idp = TestIdp::start().expect("idp");
+    idp.set_access_ttl(3600).expect("ttl");
+    // Each token request takes a moment, so a good share of kills lands mid-flight.
+    idp.set_token_delay(40).expect("delay");
+    let mut d =
+        TestDaemon::start_with(&idp_provider("idp", idp.issuer(), "")).expect("daemon starts");
+    let mint = || {
+        idp.mint("tokd-test", "openid offline_access api")
+            .expect("mint")
+    };
+    let names: Vec<String> = (0..SESSIONS).map(|i| format!("s{i}")).collect();
+    for name in &names {
+        d.add_as(name, "idp", &mint());
+    }
+    let mut seed = std::env::var("TOKD_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0x5eed, |t| t.as_nanos() as u64)
+                | 1
+        });
+    eprintln!("crash loop seed: TOKD_CRASH_SEED={seed}");
+    let mut outcomes = CrashOutcomes::default();
+
+    for cycle in 0..CYCLES {
+        let storm: Vec<_> = names
+            .iter()
+            .map(|n| d.spawn_tokd(&["refresh", n]))
+            .collect();
+        // The kill moment is the experiment, not a synchronisation: anywhere from before
+        // the first request leaves to after the last answer is stored.
+        let moment = next_random(&mut seed) % 250;
+        std::thread::sleep(Duration::from_millis(moment));
+        d.kill();
+        for mut child in storm {
+            let _ = child.wait();
+        }
+        // The provider finishes (and rotates on) whatever reached it.
+        wait_for(Duration::from_secs(20), "the provider to go quiet", || {
+            (idp.stats().expect("stats").in_flight == 0).then_some(())
+        });
+
+        let log_before = d.log().len();
+        d.start_again().expect("restarts");
+        let restart_log = || d.log()[log_before..].to_owned();
+        let names_in = |log: &str, marker: &str| -> Vec<String> {
+            log.lines()
+                .filter(|l| l.contains(marker))
+                .flat_map(|l| l.split_whitespace())
+                .filter_map(|w| w.strip_prefix("session="))
+                .map(str::to_owned)
+                .collect()
+        };
+        let interrupted = names_in(
+            &restart_log(),
+            "a refresh was in flight when the daemon stopped",
+        );
+        // Each interrupted refresh is retried at once; wait for its verdict in the audit log.
+        for name in &interrupted {
+            wait_for(Duration::from_secs(30), "the retried refresh", || {
+                let log = restart_log();
+                let done = names_in(&log, "session refreshed")
+                    .into_iter()
+                    .chain(names_in(&log, "session needs a login"))
+                    .any(|n| &n == name);
+                done.then_some(())
+            });
+        }
+        let settled: Vec<serde_json::Value> = names.iter().map(|n| d.session_json(n)).collect();
+
+        for (name, status) in names.iter().zip(&settled) {
+            let was_in_flight = interrupted.contains(name);
+            if status["state"] == "valid" {
+                let token = d
+                    .get(name, &["--min-valid", "0s"])
+                    .expect("a valid session serves");
+                assert!(
+                    idp.is_active(&token).expect("introspect"),
+                    "cycle {cycle}: {name} served a token the provider calls inactive: {status}"
+                );
+                if was_in_flight {
+                    outcomes.recovered += 1;
+                } else {
+                    outcomes.untouched += 1;
+                }
+            } else {
+                assert!(
+                    was_in_flight,
+                    "cycle {cycle}: {name} lost without a refresh in flight: {status}"
+                );
+                assert!(
+                    status["last_error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("refresh interrupted")),
+                    "cycle {cycle}: {name}: {status}"
+                );
+                assert!(
+                    d.get(name, &[]).is_err(),
+                    "a needs_login session serves nothing"
+                );
+                outcomes.lost += 1;
+                // Log in again (a fresh grant) so the storm keeps its size.
+                let out = d.tokd_with_stdin(
+                    &["add", name, "--provider", "idp", "--replace"],
+                    Some(&mint()),
+                );
+                assert!(out.status.success(), "{}", stderr(&out));
+            }
+        }
+    }
+    eprintln!(
+        "{CYCLES} SIGKILLs, {SESSIONS} sessions: {} untouched, {} in flight and recovered, \
+         {} in flight and lost (needs_login: refresh interrupted)",
+        outcomes.untouched, outcomes.recovered, outcomes.lost
+    );
+    assert_eq!(
+        outcomes.untouched + outcomes.recovered + outcomes.lost,
+        CYCLES * SESSIONS
+    );
+    assert!(
+        outcomes.recovered + outcomes.lost > 0,
+        "no kill ever landed mid-refresh; the test tested nothing"
+    );
+    // Nothing retries forever: once settled, a needs_login session is never tried again.
+    idp.reset_stats().expect("reset");
+    for name in &names {
+        let _ = d.get(name, &["--min-valid", "0s"]);
+    }
+    assert_eq!(idp.stats().expect("stats").token_requests, 0);
+}

@@ -17,6 +17,9 @@
 //! (see [`SessionRecord`]). A record that does not open is reported as corrupt and kept
 //! as-is until [`Store::discard_corrupt`] moves it to the quarantine tree.
 //!
+//! - `names`: the journal of acknowledged session names (see `names.rs`), so a session the
+//!   database lost (truncated or damaged files) is reported as corrupt, not forgotten.
+//!
 //! Besides sled's own lock on its files, the store takes a non-blocking `flock` on the
 //! state directory itself before reading anything, so a second daemon fails fast with
 //! [`StoreError::Locked`] without touching the key or the database.
@@ -24,9 +27,10 @@
 mod crypto;
 mod flusher;
 mod key;
+mod names;
 mod schema;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
@@ -178,6 +182,19 @@ pub enum StoreError {
     /// The operating system's random generator failed.
     #[error("random number generator failed: {0}")]
     Random(getrandom::Error),
+    /// The database files are damaged beyond what sled can recover at open.
+    #[error(
+        "the database in {} is damaged (sled: {reason}); nothing was changed. The key is \
+         fine: restore the state directory from a backup, or move it aside to start empty \
+         and log in again",
+        db_dir.display()
+    )]
+    DbCorrupt {
+        /// `<state_dir>/db`.
+        db_dir: PathBuf,
+        /// sled's own words.
+        reason: String,
+    },
     /// sled reported an error.
     #[error("database error: {0}")]
     Db(#[from] sled::Error),
@@ -255,6 +272,8 @@ struct Inner {
     state_dir: PathBuf,
     /// Corrupt records found at open: name -> raw database key.
     corrupt: Mutex<BTreeMap<String, sled::IVec>>,
+    /// The witness of which sessions were acknowledged (see `names`).
+    names: names::Names,
     _dir_lock: OwnedFd,
 }
 
@@ -307,14 +326,17 @@ impl Store {
         let db = sled_config(&db_path)
             .open()
             .map_err(|e| map_sled_open_error(e, &state_dir))?;
-        let sessions = db.open_tree(SESSIONS_TREE)?;
-        let quarantine = db.open_tree(QUARANTINE_TREE)?;
+        let open_error = |e| corrupt_at_open(e, &state_dir);
+        let sessions = db.open_tree(SESSIONS_TREE).map_err(open_error)?;
+        let quarantine = db.open_tree(QUARANTINE_TREE).map_err(open_error)?;
 
         let mut records = Vec::new();
         let mut corrupt = Vec::new();
         let mut corrupt_keys = BTreeMap::new();
+        let mut in_db = BTreeSet::new();
         for item in sessions.iter() {
-            let (raw_key, value) = item?;
+            let (raw_key, value) = item.map_err(open_error)?;
+            in_db.insert(String::from_utf8_lossy(&raw_key).into_owned());
             match open_record(&cipher, &raw_key, &value) {
                 Ok(record) => records.push(record),
                 Err(reason) => {
@@ -325,6 +347,21 @@ impl Store {
                 }
             }
         }
+        let (names, found) = names::Names::open(&state_dir, &in_db)
+            .map_err(|e| StoreError::io("open", &state_dir.join(names::NAMES_FILE), e))?;
+        if let Some(why) = &found.damaged {
+            tracing::warn!(file = %names.path().display(), %why, "the names journal was damaged; rebuilt it from the database (a loss before this start cannot be detected)");
+        }
+        for name in found.missing {
+            let reason = "the record is missing from the database although it was stored: \
+                          the database files were truncated or damaged (restore the state \
+                          directory from a backup, or `tokd rm` it and log in again)"
+                .to_owned();
+            tracing::error!(session = %name, "stored session is missing from the database; keeping it listed as corrupt");
+            corrupt_keys.insert(name.clone(), sled::IVec::from(name.as_bytes()));
+            corrupt.push(CorruptRecord { name, reason });
+        }
+        corrupt.sort_by(|a, b| a.name.cmp(&b.name));
         tracing::info!(
             state_dir = %state_dir.display(),
             key = %key_source,
@@ -349,6 +386,7 @@ impl Store {
                 key_source,
                 state_dir,
                 corrupt: Mutex::new(corrupt_keys),
+                names,
                 _dir_lock: dir_lock,
             }),
         };
@@ -390,14 +428,21 @@ impl Store {
                 },
             })?;
         drop(plaintext);
-        self.inner.sessions.insert(record.name.as_bytes(), sealed)?;
-        self.flush().await
+        let previous = self.inner.sessions.insert(record.name.as_bytes(), sealed)?;
+        self.flush().await?;
+        if previous.is_none()
+            && let Err(e) = self.inner.names.added(&record.name)
+        {
+            tracing::warn!(session = %record.name, file = %self.inner.names.path().display(), error = %e, "cannot note the new session in the names journal");
+        }
+        Ok(())
     }
 
     /// Removes a session; true if it existed. Flushed before returning. Refused for a
     /// quarantined name (use [`Store::discard_corrupt`]).
     pub async fn remove(&self, name: &str) -> Result<bool, StoreError> {
         self.refuse_quarantined(name)?;
+        self.note_removal(name)?;
         let existed = self.inner.sessions.remove(name.as_bytes())?.is_some();
         self.flush().await?;
         Ok(existed)
@@ -411,6 +456,7 @@ impl Store {
                 name: name.to_owned(),
             });
         };
+        self.note_removal(name)?;
         let now = epoch_ms();
         let moved = (&self.inner.sessions, &self.inner.quarantine)
             .transaction(|(sessions, quarantine)| {
@@ -464,6 +510,14 @@ impl Store {
             .corrupt
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The journal learns of a removal before sled does (see `names`).
+    fn note_removal(&self, name: &str) -> Result<(), StoreError> {
+        self.inner
+            .names
+            .removing(name)
+            .map_err(|e| StoreError::io("append to", self.inner.names.path(), e))
     }
 
     fn refuse_quarantined(&self, name: &str) -> Result<(), StoreError> {
@@ -558,7 +612,18 @@ fn map_sled_open_error(e: sled::Error, state_dir: &Path) -> StoreError {
             };
         }
     }
-    StoreError::Db(e)
+    corrupt_at_open(e, state_dir)
+}
+
+/// sled's corruption error, at open, as the message an operator can act on.
+fn corrupt_at_open(e: sled::Error, state_dir: &Path) -> StoreError {
+    match e {
+        sled::Error::Corruption { .. } => StoreError::DbCorrupt {
+            db_dir: state_dir.join(DB_DIR),
+            reason: "corrupted data".to_owned(),
+        },
+        other => StoreError::Db(other),
+    }
 }
 
 fn path_exists(path: &Path) -> Result<bool, StoreError> {

@@ -163,3 +163,134 @@ fn a_second_daemon_refuses_to_start() {
     // The first one is unharmed.
     assert!(d.tokd(&["status"]).status.success());
 }
+
+/// Five sessions, stopped cleanly; returns the daemon (stopped) and the session names.
+fn five_sessions() -> (TestDaemon, Vec<String>) {
+    let mut d = TestDaemon::start().expect("daemon starts");
+    let names: Vec<String> = (0..5).map(|i| format!("s{i}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        d.add(
+            name,
+            &token_response(&format!("at-{i}"), &format!("rt-{i}"), 3600),
+        );
+    }
+    d.stop().expect("stops");
+    (d, names)
+}
+
+/// Every session is still accounted for: served with its own token, or listed as corrupt
+/// with a reason. Returns how many are corrupt.
+fn all_accounted_for(d: &TestDaemon, names: &[String]) -> usize {
+    let out = d.tokd(&["status", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status json");
+    let sessions = json["sessions"].as_array().expect("sessions");
+    let mut corrupt = 0;
+    for (i, name) in names.iter().enumerate() {
+        let s = sessions
+            .iter()
+            .find(|s| s["name"] == name.as_str())
+            .unwrap_or_else(|| panic!("{name} was silently dropped: {json}"));
+        if s["state"] == "corrupt" {
+            corrupt += 1;
+            assert!(
+                d.get(name, &[]).is_err(),
+                "a corrupt session serves nothing"
+            );
+        } else {
+            assert_eq!(d.get(name, &[]).as_deref(), Ok(format!("at-{i}").as_str()));
+        }
+    }
+    corrupt
+}
+
+#[test]
+fn a_truncated_database_never_forgets_a_session() {
+    for keep in [0u64, 50, 90] {
+        let (mut d, names) = five_sessions();
+        let db = d.state_dir().join("db/db");
+        let len = std::fs::metadata(&db).expect("db file").len();
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&db)
+            .expect("open");
+        file.set_len(len * keep / 100).expect("truncate");
+        drop(file);
+        match d.start_again() {
+            Ok(()) => {
+                let corrupt = all_accounted_for(&d, &names);
+                if keep == 0 {
+                    assert_eq!(corrupt, names.len(), "an empty database lost them all");
+                }
+                if corrupt > 0 {
+                    assert!(d.log().contains("missing from the database"), "{}", d.log());
+                    let lost = d.tokd(&["status", "--json"]).stdout;
+                    let text = String::from_utf8_lossy(&lost);
+                    assert!(text.contains("truncated or damaged"), "{text}");
+                }
+                // A lost session can be cleared and added again.
+                let victim = &names[0];
+                if d.session_json(victim)["state"] == "corrupt" {
+                    assert!(d.tokd(&["rm", victim]).status.success());
+                    d.add(victim, &token_response("at-0", "rt-0", 3600));
+                    d.restart().expect("restarts");
+                    assert_eq!(d.get(victim, &[]).as_deref(), Ok("at-0"));
+                }
+            }
+            Err(e) => {
+                let text = format!("{e:#}");
+                assert!(text.contains("database"), "unclear refusal: {text}");
+            }
+        }
+    }
+}
+
+#[test]
+fn flipped_bytes_anywhere_in_the_database_files_lose_nothing_silently() {
+    let (mut d, names) = five_sessions();
+    let pristine = snapshot(&d.state_dir());
+    let db_files: Vec<_> = pristine
+        .iter()
+        .filter(|(p, bytes)| p.starts_with(d.state_dir().join("db")) && !bytes.is_empty())
+        .cloned()
+        .collect();
+    assert!(!db_files.is_empty());
+    let mut outcomes = (0, 0, 0);
+    for (path, bytes) in &db_files {
+        for step in 1..8 {
+            // Restore everything, then flip one bit at a spread of offsets.
+            for (p, b) in &pristine {
+                std::fs::write(p, b).expect("restore");
+            }
+            let at = bytes.len() * step / 8;
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x10;
+            std::fs::write(path, &damaged).expect("flip");
+            match d.start_again() {
+                Ok(()) => {
+                    if all_accounted_for(&d, &names) == 0 {
+                        outcomes.0 += 1;
+                    } else {
+                        outcomes.1 += 1;
+                    }
+                    d.stop().expect("stops");
+                }
+                Err(e) => {
+                    let text = format!("{e:#}");
+                    assert!(
+                        text.contains("is damaged") && text.contains("restore the state directory"),
+                        "unclear refusal after a flip in {} at {at}: {text}",
+                        path.display()
+                    );
+                    if outcomes.2 == 0 {
+                        eprintln!("first refusal: {}", text.lines().last().unwrap_or_default());
+                    }
+                    outcomes.2 += 1;
+                }
+            }
+        }
+    }
+    eprintln!(
+        "bit flips: {} harmless, {} caught as corrupt sessions, {} refused at start",
+        outcomes.0, outcomes.1, outcomes.2
+    );
+}

@@ -8,22 +8,22 @@ use tokd_protocol::frame::{DEFAULT_MAX_FRAME, MAX_RESPONSE_FRAME, decode_payload
 use tokd_protocol::paths::{SocketPath, check_private_dir, resolve_socket_path};
 use tokd_protocol::verbs::add::{AddReply, AddRequest};
 use tokd_protocol::verbs::get::{GetRequest, TokenReply};
-use tokd_protocol::verbs::list::{ListEntry, ListRequest};
+use tokd_protocol::verbs::list::ListEntry;
 use tokd_protocol::verbs::login::LoginRequest;
-use tokd_protocol::verbs::logout::{LogoutReply, LogoutRequest};
-use tokd_protocol::verbs::ping::{PingRequest, PongReply};
-use tokd_protocol::verbs::refresh::{RefreshReply, RefreshRequest};
-use tokd_protocol::verbs::remove::RemoveRequest;
-use tokd_protocol::verbs::status::{StatusReply, StatusRequest};
+use tokd_protocol::verbs::logout::LogoutReply;
+use tokd_protocol::verbs::ping::PongReply;
+use tokd_protocol::verbs::refresh::RefreshReply;
+use tokd_protocol::verbs::status::StatusReply;
 use tokd_protocol::verbs::watch::WatchRequest;
 use tokd_protocol::{Hello, HelloAck, Request, Response};
 use tokio::net::UnixStream;
 use tokio_util::codec::Framed;
 
+use crate::calls;
 use crate::error::{ClientError, check_ack, connect_error};
 
 /// How long connecting and the hello may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Extra time granted beyond a request's own wait before giving up on an answer.
 const ANSWER_MARGIN: Duration = Duration::from_secs(10);
 
@@ -101,12 +101,20 @@ impl Client {
         request: &Request,
         wait: Duration,
     ) -> Result<Response, ClientError> {
-        let payload = encode_payload(request)?;
-        self.conn.send(payload.as_slice()).await?;
-        self.next_response(wait + ANSWER_MARGIN).await
+        self.send_request(request).await?;
+        self.next_response(answer_limit(wait)).await
     }
 
-    async fn next_response(&mut self, limit: Duration) -> Result<Response, ClientError> {
+    /// Sends one request without reading its answer. An error here means the request did
+    /// not reach the daemon whole, so it cannot have been carried out.
+    pub(crate) async fn send_request(&mut self, request: &Request) -> Result<(), ClientError> {
+        let payload = encode_payload(request)?;
+        self.conn.send(payload.as_slice()).await?;
+        Ok(())
+    }
+
+    /// Reads the next answer, waiting at most `limit`; an `Error` answer becomes `Err`.
+    pub(crate) async fn next_response(&mut self, limit: Duration) -> Result<Response, ClientError> {
         let frame = tokio::time::timeout(limit, self.conn.next())
             .await
             .map_err(|_| ClientError::Timeout(limit))?
@@ -126,13 +134,7 @@ impl Client {
         name: &str,
         min_valid: Duration,
     ) -> Result<TokenReply, ClientError> {
-        self.get_with(GetRequest {
-            name: name.to_owned(),
-            min_valid_ms: millis(min_valid),
-            wait_ms: 10_000,
-            include_id_token: false,
-        })
-        .await
+        self.get_with(calls::get(name, min_valid)).await
     }
 
     /// `get` with every option.
@@ -140,11 +142,8 @@ impl Client {
     /// # Errors
     /// See [`Client::get`].
     pub async fn get_with(&mut self, req: GetRequest) -> Result<TokenReply, ClientError> {
-        let wait = Duration::from_millis(req.wait_ms);
-        match self.request(&Request::Get(req), wait).await? {
-            Response::Token(t) => Ok(t),
-            _ => Err(ClientError::Unexpected("a token")),
-        }
+        let wait = calls::get_wait(&req);
+        calls::token(self.request(&Request::Get(req), wait).await?)
     }
 
     /// Daemon identity and session health (all sessions, or one).
@@ -152,13 +151,7 @@ impl Client {
     /// # Errors
     /// `Daemon` with `not_found` for an unknown name.
     pub async fn status(&mut self, name: Option<&str>) -> Result<StatusReply, ClientError> {
-        let req = Request::Status(StatusRequest {
-            name: name.map(str::to_owned),
-        });
-        match self.request(&req, Duration::ZERO).await? {
-            Response::Status(s) => Ok(s),
-            _ => Err(ClientError::Unexpected("a status")),
-        }
+        calls::status_reply(self.request(&calls::status(name), Duration::ZERO).await?)
     }
 
     /// Every session's name, provider and state.
@@ -166,13 +159,7 @@ impl Client {
     /// # Errors
     /// Transport errors only.
     pub async fn list(&mut self) -> Result<Vec<ListEntry>, ClientError> {
-        match self
-            .request(&Request::List(ListRequest {}), Duration::ZERO)
-            .await?
-        {
-            Response::List(l) => Ok(l.sessions),
-            _ => Err(ClientError::Unexpected("a list")),
-        }
+        calls::list_reply(self.request(&calls::list(), Duration::ZERO).await?)
     }
 
     /// Imports (or replaces) a session.
@@ -180,13 +167,10 @@ impl Client {
     /// # Errors
     /// `Daemon` with `already_exists` or `invalid`.
     pub async fn add(&mut self, req: AddRequest) -> Result<AddReply, ClientError> {
-        match self
-            .request(&Request::Add(req), Duration::from_secs(30))
-            .await?
-        {
-            Response::Added(a) => Ok(a),
-            _ => Err(ClientError::Unexpected("an add answer")),
-        }
+        calls::added(
+            self.request(&calls::add(req), calls::PROVIDER_CALL_WAIT)
+                .await?,
+        )
     }
 
     /// Removes a session.
@@ -194,13 +178,7 @@ impl Client {
     /// # Errors
     /// `Daemon` with `not_found`.
     pub async fn remove(&mut self, name: &str) -> Result<(), ClientError> {
-        let req = Request::Remove(RemoveRequest {
-            name: name.to_owned(),
-        });
-        match self.request(&req, Duration::ZERO).await? {
-            Response::Removed(_) => Ok(()),
-            _ => Err(ClientError::Unexpected("a remove answer")),
-        }
+        calls::removed(self.request(&calls::remove(name), Duration::ZERO).await?)
     }
 
     /// Refreshes a session now (subject to the minimum interval).
@@ -208,15 +186,10 @@ impl Client {
     /// # Errors
     /// `Daemon` with `not_found`, `needs_login`, `refresh_failed`, …
     pub async fn refresh(&mut self, name: &str) -> Result<RefreshReply, ClientError> {
-        let wait = Duration::from_secs(35);
-        let req = Request::Refresh(RefreshRequest {
-            name: name.to_owned(),
-            wait_ms: millis(wait),
-        });
-        match self.request(&req, wait).await? {
-            Response::Refreshed(r) => Ok(r),
-            _ => Err(ClientError::Unexpected("a refresh answer")),
-        }
+        calls::refreshed(
+            self.request(&calls::refresh(name), calls::REFRESH_WAIT)
+                .await?,
+        )
     }
 
     /// Revokes (where the provider can) and removes a session.
@@ -224,13 +197,10 @@ impl Client {
     /// # Errors
     /// `Daemon` with `not_found`.
     pub async fn logout(&mut self, name: &str) -> Result<LogoutReply, ClientError> {
-        let req = Request::Logout(LogoutRequest {
-            name: name.to_owned(),
-        });
-        match self.request(&req, Duration::from_secs(30)).await? {
-            Response::LoggedOut(r) => Ok(r),
-            _ => Err(ClientError::Unexpected("a logout answer")),
-        }
+        calls::logged_out(
+            self.request(&calls::logout(name), calls::PROVIDER_CALL_WAIT)
+                .await?,
+        )
     }
 
     /// Liveness probe.
@@ -238,13 +208,7 @@ impl Client {
     /// # Errors
     /// Transport errors only.
     pub async fn ping(&mut self) -> Result<PongReply, ClientError> {
-        match self
-            .request(&Request::Ping(PingRequest {}), Duration::ZERO)
-            .await?
-        {
-            Response::Pong(p) => Ok(p),
-            _ => Err(ClientError::Unexpected("a pong")),
-        }
+        calls::pong(self.request(&calls::ping(), Duration::ZERO).await?)
     }
 
     /// Subscribes to session events; the connection becomes the event stream.
@@ -314,6 +278,11 @@ pub(crate) fn check_socket_dir(socket: &SocketPath) -> Result<(), ClientError> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// How long to wait for the answer to a request that may itself wait `wait`.
+pub(crate) fn answer_limit(wait: Duration) -> Duration {
+    wait.saturating_add(ANSWER_MARGIN)
 }
 
 pub(crate) fn millis(d: Duration) -> u64 {

@@ -50,9 +50,37 @@ pub enum ClientError {
     /// The daemon closed the connection.
     #[error("the daemon closed the connection")]
     Closed,
+    /// The connection broke after a request that is not safe to repeat (`refresh`, `add`,
+    /// `remove`, `logout`) was sent and before its answer came. The request may or may not
+    /// have taken effect, so it was not sent again: look (`status`) before repeating it.
+    #[error(
+        "the connection to the daemon broke after the `{verb}` request was sent; it may or \
+         may not have taken effect and was not repeated"
+    )]
+    Interrupted {
+        /// The verb of the request (`refresh`, `add`, …).
+        verb: &'static str,
+        /// The transport failure that interrupted it.
+        #[source]
+        source: Box<ClientError>,
+    },
 }
 
 impl ClientError {
+    /// Whether the failure is the connection's rather than an answer: nothing listens on the
+    /// socket, or the connection was closed or broke. A new connection may succeed; the
+    /// reconnecting clients ([`crate::Agent`], [`crate::blocking::Agent`]) retry exactly
+    /// these (and only for requests that are safe to repeat).
+    pub fn is_transport(&self) -> bool {
+        match self {
+            ClientError::NotRunning { .. } | ClientError::Closed => true,
+            ClientError::Protocol(e) => {
+                matches!(e, ProtocolError::Io(_) | ProtocolError::Truncated)
+            }
+            _ => false,
+        }
+    }
+
     /// The stable error code behind this failure, when the daemon gave one.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {

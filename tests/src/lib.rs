@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use tokd_protocol::frame::{DEFAULT_MAX_FRAME, encode_frame, read_frame_blocking};
 use tokd_protocol::{Hello, HelloAck};
+pub mod githttp;
+pub mod httpd;
 pub mod idp;
 
 /// Polls `check` every 20 ms until it returns `Some`, failing after `limit` with `what`.
@@ -48,9 +50,11 @@ pub struct Binaries {
     pub daemon: PathBuf,
     /// `tokd`.
     pub tokd: PathBuf,
+    /// `docker-credential-tokd`, docker's credential helper.
+    pub docker_credential: PathBuf,
 }
 
-/// Builds both binaries once per test process (cargo makes this a no-op when fresh) and
+/// Builds the binaries once per test process (cargo makes this a no-op when fresh) and
 /// returns their paths. Building here, not relying on a previous `cargo build`, means the
 /// tests never run stale binaries.
 pub fn binaries() -> &'static Binaries {
@@ -68,7 +72,7 @@ fn build_binaries() -> Result<Binaries> {
     build_binaries_in(profile_dir)
 }
 
-/// Builds `tokd-daemon` and `tokd` into `profile_dir` (`<target>/debug` or
+/// Builds `tokd-daemon`, `tokd` and `docker-credential-tokd` into `profile_dir` (`<target>/debug` or
 /// `<target>/release`, whichever it is) and returns their paths.
 ///
 /// # Errors
@@ -100,8 +104,9 @@ pub fn build_binaries_in(profile_dir: &Path) -> Result<Binaries> {
     let bins = Binaries {
         daemon: profile_dir.join("tokd-daemon"),
         tokd: profile_dir.join("tokd"),
+        docker_credential: profile_dir.join("docker-credential-tokd"),
     };
-    for bin in [&bins.daemon, &bins.tokd] {
+    for bin in [&bins.daemon, &bins.tokd, &bins.docker_credential] {
         if !bin.exists() {
             bail!("{} was not built", bin.display());
         }

@@ -294,3 +294,62 @@ fn flipped_bytes_anywhere_in_the_database_files_lose_nothing_silently() {
         outcomes.0, outcomes.1, outcomes.2
     );
 }
+
+#[test]
+fn every_path_is_private_whatever_the_umask() {
+    let launch = tokd_e2e::Launch {
+        wrapper: ["sh", "-c", "umask 000; exec \"$@\"", "sh"]
+            .map(std::ffi::OsString::from)
+            .to_vec(),
+        ..Default::default()
+    };
+    // The harness makes the socket directory for wrappers; here the daemon must make it.
+    let d = TestDaemon::launch(tokd_e2e::DEFAULT_PROVIDERS, launch, |dir| {
+        Ok(std::fs::remove_dir(dir.join("run"))?)
+    })
+    .expect("daemon starts under umask 000");
+    d.add("work", &token_response("at-umask", "rt-umask", 3600));
+    let mode = |p: &std::path::Path| {
+        std::fs::symlink_metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(&d.state_dir()), 0o700, "state directory");
+    assert_eq!(
+        mode(d.key_file().parent().expect("key dir")),
+        0o700,
+        "key directory"
+    );
+    assert_eq!(mode(&d.key_file()), 0o600, "key file");
+    assert_eq!(
+        mode(d.socket().parent().expect("socket dir")),
+        0o700,
+        "socket directory"
+    );
+    assert_eq!(mode(&d.socket()), 0o600, "socket");
+    for (path, _) in snapshot(&d.state_dir()) {
+        assert_eq!(
+            mode(&path) & 0o077,
+            0,
+            "{} is open to others",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn a_state_directory_open_to_others_is_refused_with_the_fix() {
+    let mut d = TestDaemon::start().expect("daemon starts");
+    d.stop().expect("stops");
+    std::fs::set_permissions(d.state_dir(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = d.daemon_command().output().expect("runs");
+    assert!(
+        !out.status.success(),
+        "started with an open state directory"
+    );
+    let err = stderr(&out);
+    assert!(err.contains("chmod 700"), "{err}");
+    assert!(err.contains(&d.state_dir().display().to_string()), "{err}");
+}

@@ -47,6 +47,11 @@ pub enum Command {
     Watch(WatchArgs),
     /// Run a command with a session's token in its environment.
     Exec(ExecArgs),
+    /// git credential helper: answer git with the token of the session mapped to the remote.
+    #[command(name = "git-credential")]
+    GitCredential(GitCredentialArgs),
+    /// kubectl exec credential plugin: print an ExecCredential with a session's token.
+    Kubectl(KubectlArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
     /// Print the manual page (roff), e.g. `tokd man | man -l -`.
@@ -158,6 +163,38 @@ pub struct ExecArgs {
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<std::ffi::OsString>,
+}
+
+/// `tokd git-credential`.
+#[derive(Debug, Args)]
+pub struct GitCredentialArgs {
+    /// Answer for every remote with this session (default: the session mapped to the remote
+    /// in the config file's [helpers.git] table).
+    #[arg(long, value_name = "NAME")]
+    pub session: Option<String>,
+    /// The username to answer with (default: the mapping's, else x-access-token for
+    /// github.com, x-token-auth for bitbucket.org, oauth2 for others).
+    #[arg(long, value_name = "USER")]
+    pub username: Option<String>,
+    /// The config file holding [helpers.git] (default: $TOKD_CONFIG, else
+    /// $XDG_CONFIG_HOME/tokd/config.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// What git asks: get, store or erase (other operations are ignored, as git wants).
+    pub operation: String,
+}
+
+/// `tokd kubectl`.
+#[derive(Debug, Args)]
+pub struct KubectlArgs {
+    /// The session.
+    pub name: String,
+    /// Send the session's id_token instead of the access token.
+    #[arg(long)]
+    pub id_token: bool,
+    /// The token must stay valid at least this long.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub min_valid: Duration,
 }
 
 /// Parses `30s`, `5m`, `1h30m`, or a bare number of seconds.

@@ -9,6 +9,15 @@ mod commands;
 mod fast;
 mod output;
 
+/// The credential-helper code shared with `docker-credential-tokd` (`client/src/helpers/`).
+#[path = "../../helpers"]
+mod helpers {
+    pub mod config;
+    pub mod git;
+    pub mod session;
+    pub mod target;
+}
+
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -35,6 +44,8 @@ fn main() -> ExitCode {
         // The hot path: no async runtime, one write, one read.
         Command::Get(args) => commands::get::run(&socket, &args),
         Command::Exec(args) => commands::exec::run(&socket, args),
+        Command::GitCredential(args) => commands::git_credential::run(&socket, &args),
+        Command::Kubectl(args) => commands::kubectl::run(&socket, &args),
         Command::Completions(args) => commands::docs::completions(args.shell),
         Command::Man => commands::docs::man(),
         other => {

@@ -10,6 +10,29 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// An RFC 3339 timestamp in UTC to the second (`2026-11-24T08:15:00Z`), as Kubernetes
+/// writes them.
+pub fn rfc3339_utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, day_secs) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days: proleptic Gregorian calendar, days since 1970-01-01.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        day_secs / 3600,
+        day_secs / 60 % 60,
+        day_secs % 60
+    )
+}
+
 /// `4m12s`, `2h5m`, `3d4h`: the two most significant units.
 pub fn compact(ms: i64) -> String {
     let mut secs = ms.unsigned_abs() / 1000;
@@ -90,5 +113,15 @@ mod tests {
         assert_eq!(relative(Some(10_000), 0), "in 10s");
         assert_eq!(relative(Some(0), 180_000), "3m ago");
         assert_eq!(relative(None, 0), "-");
+    }
+
+    #[test]
+    fn rfc3339_timestamps() {
+        assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_utc(999), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_utc(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339_utc(1_700_000_000_123), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339_utc(4_102_444_799_000), "2099-12-31T23:59:59Z");
+        assert_eq!(rfc3339_utc(-1000), "1969-12-31T23:59:59Z");
     }
 }

@@ -4,6 +4,8 @@ pub mod add;
 pub mod docs;
 pub mod exec;
 pub mod get;
+pub mod git_credential;
+pub mod kubectl;
 pub mod list;
 pub mod login;
 pub mod simple;
@@ -28,9 +30,12 @@ pub async fn run_async(socket: &SocketPath, command: Command) -> CmdResult {
         Command::Logout(args) => simple::logout(client, &args.name).await,
         Command::Login(args) => login::run(client, args).await,
         Command::Watch(args) => watch::run(client, &args).await,
-        Command::Get(_) | Command::Exec(_) | Command::Completions(_) | Command::Man => {
-            Ok(Outcome::Exit(2))
-        }
+        Command::Get(_)
+        | Command::Exec(_)
+        | Command::GitCredential(_)
+        | Command::Kubectl(_)
+        | Command::Completions(_)
+        | Command::Man => Ok(Outcome::Exit(2)),
     }
 }
 

@@ -596,6 +596,18 @@ pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
+/// The `refresh_token` of a token-response JSON.
+///
+/// # Panics
+/// When the JSON has none.
+pub fn refresh_token_of(token_response: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(token_response).expect("token response json");
+    v["refresh_token"]
+        .as_str()
+        .expect("a refresh token")
+        .to_owned()
+}
+
 /// Runs `program ARGS…` as `uid` (needs root; `setpriv` drops the ids and the groups).
 pub fn as_uid(uid: u32, program: &Path, args: &[&str]) -> Output {
     let mut cmd = Command::new("setpriv");

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use tokd_e2e::idp::TestIdp;
-use tokd_e2e::{TestDaemon, idp_provider, stderr, wait_for};
+use tokd_e2e::{TestDaemon, idp_provider, refresh_token_of, stderr, wait_for};
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -22,14 +22,6 @@ fn daemon(idp: &TestIdp, extra: &str) -> TestDaemon {
 fn mint(idp: &TestIdp) -> String {
     idp.mint("tokd-test", "openid offline_access api")
         .expect("mint")
-}
-
-fn refresh_token_of(token_response: &str) -> String {
-    let v: serde_json::Value = serde_json::from_str(token_response).expect("json");
-    v["refresh_token"]
-        .as_str()
-        .expect("refresh token")
-        .to_owned()
 }
 
 #[test]

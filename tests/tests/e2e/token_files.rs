@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokd_e2e::idp::TestIdp;
-use tokd_e2e::{Launch, TestDaemon, idp_provider, stderr, wait_for};
+use tokd_e2e::{Launch, TestDaemon, idp_provider, refresh_token_of, stderr, wait_for};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -45,14 +45,6 @@ fn wait_for_absence(path: &Path) {
     wait_for(WAIT, &format!("{} to be removed", path.display()), || {
         (!path.exists()).then_some(())
     });
-}
-
-fn refresh_token_of(token_response: &str) -> String {
-    let v: serde_json::Value = serde_json::from_str(token_response).expect("json");
-    v["refresh_token"]
-        .as_str()
-        .expect("refresh token")
-        .to_owned()
 }
 
 #[test]

@@ -96,6 +96,25 @@ pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, Protocol
     Ok(msg)
 }
 
+/// The most decoding one request may claim (allocate): 32 × the default frame limit.
+/// Requests are small; without this a 15-byte payload whose length fields claim a huge
+/// string makes the decoder allocate that much before reading a byte of it.
+pub const REQUEST_DECODE_LIMIT: usize = 32 * DEFAULT_MAX_FRAME;
+
+/// [`decode_payload`] for requests, with the tighter [`REQUEST_DECODE_LIMIT`].
+///
+/// # Errors
+/// As [`decode_payload`]; a payload claiming more than the limit is a `Decode` error.
+pub fn decode_request<T: DeserializeOwned>(payload: &[u8]) -> Result<T, ProtocolError> {
+    let config = bincode::config::standard().with_limit::<REQUEST_DECODE_LIMIT>();
+    let (msg, used) = bincode::serde::decode_from_slice(payload, config)
+        .map_err(|e| ProtocolError::Decode(e.to_string()))?;
+    if used != payload.len() {
+        return Err(ProtocolError::TrailingBytes(payload.len() - used));
+    }
+    Ok(msg)
+}
+
 /// Appends a message as one frame to `out`.
 ///
 /// # Errors
@@ -199,6 +218,35 @@ mod tests {
         assert_eq!(
             read_frame_blocking(&mut whole, 64).expect("reads"),
             b"abcdef"
+        );
+    }
+}
+
+#[cfg(test)]
+mod request_limit_tests {
+    use super::*;
+
+    #[test]
+    fn a_tiny_request_claiming_a_huge_name_is_refused_before_allocating() {
+        // A `Get` whose name claims 16 MiB (varint 0xFC: a u32 length follows): under the
+        // general limit, over the request limit.
+        let mut payload = vec![0u8]; // Request::Get
+        payload.push(0xFC);
+        payload.extend_from_slice(&(16u32 << 20).to_le_bytes());
+        let err = decode_request::<crate::Request>(&payload).expect_err("refused");
+        assert!(
+            matches!(&err, ProtocolError::Decode(m) if m.contains("LimitExceeded")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn an_ordinary_request_still_decodes() {
+        let req = crate::Request::Ping(crate::verbs::ping::PingRequest {});
+        let payload = encode_payload(&req).expect("encode");
+        assert_eq!(
+            decode_request::<crate::Request>(&payload).expect("decode"),
+            req
         );
     }
 }

@@ -77,6 +77,21 @@ const byGrant = new Map(); // `${model}\0${grantId}` -> Set(id)
 const byUserCode = new Map(); // userCode -> id (DeviceCode)
 const byUid = new Map(); // uid -> id (Session)
 
+// Every credential handed out since start, rotated and revoked ones included, for the tests
+// that prove none of them leaks (GET /test/issued). Opaque tokens and codes are their own
+// adapter ids; ID tokens (JWTs, never stored) are taken from the answers that carry them.
+const issued = new Set();
+const ISSUED_MODELS = new Set([
+  'AccessToken', 'RefreshToken', 'ClientCredentials', 'DeviceCode', 'AuthorizationCode',
+]);
+const ISSUED_FIELDS = ['access_token', 'refresh_token', 'id_token', 'device_code'];
+function recordIssued(body) {
+  if (body === null || typeof body !== 'object') return;
+  for (const field of ISSUED_FIELDS) {
+    if (typeof body[field] === 'string' && body[field]) issued.add(body[field]);
+  }
+}
+
 class TestAdapter {
   constructor(name) {
     this.name = name;
@@ -97,6 +112,7 @@ class TestAdapter {
   async upsert(id, payload, expiresIn) {
     const expiresAt = typeof expiresIn === 'number' ? Date.now() + expiresIn * 1000 : Infinity;
     this.store.set(id, { payload, expiresAt });
+    if (ISSUED_MODELS.has(this.name)) issued.add(id);
     if (payload.grantId) {
       const key = `${this.name}\0${payload.grantId}`;
       if (!byGrant.has(key)) byGrant.set(key, new Set());
@@ -330,6 +346,7 @@ async function mintGrant(provider, body) {
     response.id_token = await idToken.issue({ use: 'idtoken' });
   }
 
+  recordIssued(response);
   return response;
 }
 
@@ -437,6 +454,8 @@ async function controlRoute(provider, ctx) {
       return mintGrant(provider, await readJson(ctx.req));
     case 'GET /test/stats':
       return stats;
+    case 'GET /test/issued':
+      return { tokens: [...issued] };
     case 'POST /test/stats/reset': {
       // Requests still running keep counting down in_flight.
       const inFlight = stats.in_flight;
@@ -603,6 +622,7 @@ function installMiddleware(provider) {
           return;
         }
         await next();
+        recordIssued(ctx.body);
       } finally {
         if (isToken) {
           stats.in_flight -= 1;

@@ -408,6 +408,22 @@ impl TestIdp {
         Ok(serde_json::from_value(value)?)
     }
 
+    /// Every credential the provider has handed out since it started: access, refresh,
+    /// client-credentials and ID tokens, device and authorization codes, rotated and revoked
+    /// ones included.
+    ///
+    /// # Errors
+    /// Transport errors.
+    pub fn issued(&self) -> Result<Vec<String>> {
+        let url = format!("{}/test/issued", self.issuer);
+        let resp = self.agent.get(&url).call().context("GET /test/issued")?;
+        let (status, value) = json_body(resp, "issued")?;
+        if status != 200 {
+            bail!("GET /test/issued answered {status}: {value}");
+        }
+        Ok(serde_json::from_value(value["tokens"].clone())?)
+    }
+
     /// Zeroes the counters (requests still running stay counted in `in_flight`).
     ///
     /// # Errors

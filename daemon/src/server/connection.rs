@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
 use tokd_protocol::codec::FrameCodec;
-use tokd_protocol::frame::{MAX_RESPONSE_FRAME, decode_payload, encode_payload};
+use tokd_protocol::frame::{MAX_RESPONSE_FRAME, decode_request, encode_payload};
 use tokd_protocol::hello::{Hello, HelloAck, PROTOCOL_MAJOR, compatibility};
 use tokd_protocol::{ErrorCode, ErrorReply, ProtocolError, Request, Response};
 use tokio::net::UnixStream;
@@ -127,7 +127,7 @@ pub async fn serve(
             Ok(Some(Ok(payload))) => payload,
         };
         slot.set(Phase::Working);
-        let request: Request = match decode_payload(&payload) {
+        let request: Request = match decode_request(&payload) {
             Ok(request) => request,
             Err(e) => {
                 // The frame boundary is intact, so the connection can go on.

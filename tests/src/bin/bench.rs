@@ -381,8 +381,9 @@ impl Report {
             "full"
         };
         self.text_line(&format!(
-            "tokd benchmark ({mode})\nmachine: {nproc} CPUs allowed ({cpus}), {model}; Linux {kernel}; load average at start {load}\nbinaries: {}\npinning: unpinned runs use every allowed CPU; pinned runs move the daemon and the echo server to CPU 0 (`taskset -a -p -c 0 PID`, all threads) and re-execute the measuring client under `taskset -c 0`",
-            bins.daemon.parent().map_or_else(String::new, |p| p.display().to_string())
+            "tokd benchmark ({mode})\nmachine: {nproc} CPUs allowed ({cpus}), {model}; Linux {kernel}; load average at start {load}\nbinaries: {} (tokd CLI linked {})\npinning: unpinned runs use every allowed CPU; pinned runs move the daemon and the echo server to CPU 0 (`taskset -a -p -c 0 PID`, all threads) and re-execute the measuring client under `taskset -c 0`",
+            bins.daemon.parent().map_or_else(String::new, |p| p.display().to_string()),
+            linkage(&bins.tokd)
         ));
         self.json.insert(
             "machine".into(),
@@ -390,6 +391,7 @@ impl Report {
                 "nproc": nproc, "cpus_allowed": cpus, "cpu_model": model, "kernel": kernel,
                 "loadavg_at_start": load, "smoke": smoke,
                 "binaries": bins.daemon.parent().map(|p| p.display().to_string()),
+                "cli_linkage": linkage(&bins.tokd),
                 "pinning": "daemon+echo: taskset -a -p -c 0 PID; client: re-exec under taskset -c 0",
             }),
         );
@@ -483,6 +485,7 @@ fn locate_binaries(cli: &Cli) -> Result<Bins> {
     if !cli.no_build && cli.bin_dir.is_none() {
         eprintln!("bench: building tokd-daemon and tokd (skip with --no-build)");
         tokd_e2e::build_binaries_in(&dir)?;
+        relink_cli_static(&dir);
     }
     let bins = Bins {
         daemon: dir.join("tokd-daemon"),
@@ -493,6 +496,65 @@ fn locate_binaries(cli: &Cli) -> Result<Bins> {
         ensure!(b.exists(), "{} not found", b.display());
     }
     Ok(bins)
+}
+
+/// Relinks `tokd` as a static PIE, the way `scripts/install` installs it: one-shot `tokd get`
+/// is mostly process start-up, and a static binary skips the dynamic loader. Only the final
+/// link changes (`cargo rustc` passes the flag to the `tokd` crate alone). Where no static C
+/// library is installed, the dynamic binary stays and the report says so.
+fn relink_cli_static(profile_dir: &Path) {
+    let Some(target_dir) = profile_dir.parent() else {
+        return;
+    };
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["rustc", "--quiet", "-p", "tokd", "--bin", "tokd"])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    cmd.args(["--", "-C", "target-feature=+crt-static"]);
+    match cmd.status() {
+        Ok(status) if status.success() => {}
+        outcome => eprintln!(
+            "bench: WARNING: static link of tokd failed ({outcome:?}); measuring the dynamic binary"
+        ),
+    }
+}
+
+/// How an executable is linked: `static` when it has no program interpreter (no dynamic
+/// loader runs before `main`), else `dynamic`.
+fn linkage(exe: &Path) -> &'static str {
+    const PT_INTERP: u32 = 3;
+    let Ok(elf) = std::fs::read(exe) else {
+        return "unknown";
+    };
+    let u16_at = |o: usize| elf.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u64_at = |o: usize| {
+        elf.get(o..o + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+    };
+    // 64-bit little-endian ELF: e_phoff at 0x20, e_phentsize at 0x36, e_phnum at 0x38.
+    if elf.get(..5) != Some(b"\x7fELF\x02".as_slice()) {
+        return "unknown";
+    }
+    let (Some(phoff), Some(entsize), Some(count)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
+    else {
+        return "unknown";
+    };
+    let Ok(phoff) = usize::try_from(phoff) else {
+        return "unknown";
+    };
+    let has_interp = (0..usize::from(count)).any(|i| {
+        let at = phoff + i * usize::from(entsize);
+        elf.get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+            == Some(PT_INTERP)
+    });
+    if has_interp { "dynamic" } else { "static" }
 }
 
 /// A `tokd-daemon` process in its own directory (config, key, state, socket, log).

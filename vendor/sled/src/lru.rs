@@ -16,8 +16,11 @@ use crate::{
 #[cfg(any(test, feature = "lock_free_delays"))]
 const MAX_QUEUE_ITEMS: usize = 4;
 
+// tokd patch: upstream buffers 64 accesses per shard (of 256) before the LRU sees any of
+// them, so a pass over fewer than ~16k pages never evicts and `cache_capacity` is not a
+// bound. 4 is upstream's own test setting (see vendor/README.md).
 #[cfg(not(any(test, feature = "lock_free_delays")))]
-const MAX_QUEUE_ITEMS: usize = 64;
+const MAX_QUEUE_ITEMS: usize = 4;
 
 #[cfg(any(test, feature = "lock_free_delays"))]
 const N_SHARDS: usize = 2;

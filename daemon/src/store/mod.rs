@@ -25,10 +25,10 @@
 //! [`StoreError::Locked`] without touching the key or the database.
 
 mod crypto;
-mod flusher;
 mod key;
 mod names;
 mod schema;
+mod writer;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -260,9 +260,9 @@ pub struct Store {
 }
 
 struct Inner {
-    // Field order is drop order: the flusher thread (which holds a handle to the database)
+    // Field order is drop order: the writer thread (which holds a handle to the database)
     // finishes first, then sled closes, then the directory lock is released.
-    flusher: flusher::Flusher,
+    writer: writer::Writer,
     /// Held for the drop order above (the trees keep their own handles).
     _db: sled::Db,
     sessions: sled::Tree,
@@ -371,14 +371,16 @@ impl Store {
             "store opened"
         );
 
-        let flusher = flusher::Flusher::start(db.clone()).map_err(|source| StoreError::Io {
-            action: "start the flushing thread for",
-            path: state_dir.clone(),
-            source,
+        let writer = writer::Writer::start(db.clone(), sessions.clone()).map_err(|source| {
+            StoreError::Io {
+                action: "start the writer thread for",
+                path: state_dir.clone(),
+                source,
+            }
         })?;
         let store = Store {
             inner: Arc::new(Inner {
-                flusher,
+                writer,
                 _db: db,
                 sessions,
                 quarantine,
@@ -428,11 +430,13 @@ impl Store {
                 },
             })?;
         drop(plaintext);
-        let previous = self.inner.sessions.insert(record.name.as_bytes(), sealed)?;
-        self.flush().await?;
-        if previous.is_none()
-            && let Err(e) = self.inner.names.added(&record.name)
-        {
+        let new = self
+            .inner
+            .writer
+            .put(record.name.as_bytes(), sealed)
+            .await
+            .map_err(|message| self.write_error(message))?;
+        if new && let Err(e) = self.inner.names.added(&record.name) {
             tracing::warn!(session = %record.name, file = %self.inner.names.path().display(), error = %e, "cannot note the new session in the names journal");
         }
         Ok(())
@@ -443,9 +447,11 @@ impl Store {
     pub async fn remove(&self, name: &str) -> Result<bool, StoreError> {
         self.refuse_quarantined(name)?;
         self.note_removal(name)?;
-        let existed = self.inner.sessions.remove(name.as_bytes())?.is_some();
-        self.flush().await?;
-        Ok(existed)
+        self.inner
+            .writer
+            .remove(name.as_bytes())
+            .await
+            .map_err(|message| self.write_error(message))
     }
 
     /// Moves a quarantined record's raw bytes from `sessions` to the `quarantine` tree
@@ -493,14 +499,19 @@ impl Store {
     /// Flushes every pending write to disk (group commit: concurrent callers share a flush).
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.inner
-            .flusher
+            .writer
             .flush()
             .await
-            .map_err(|message| StoreError::Io {
-                action: "flush",
-                path: self.inner.state_dir.clone(),
-                source: io::Error::other(message),
-            })
+            .map_err(|message| self.write_error(message))
+    }
+
+    /// A failed write or flush, in sled's words (the writer thread only has the text).
+    fn write_error(&self, message: String) -> StoreError {
+        StoreError::Io {
+            action: "write to",
+            path: self.inner.state_dir.join(DB_DIR),
+            source: io::Error::other(message),
+        }
     }
 
     fn corrupt_map(&self) -> MutexGuard<'_, BTreeMap<String, sled::IVec>> {

@@ -10,9 +10,11 @@
 //! - [`timing`] has the policy's arithmetic: due time, jitter, minimum interval, backoff.
 
 pub mod scheduler;
+pub mod thread;
 pub mod timing;
 
-use std::sync::Arc;
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokd_protocol::verbs::get::{GetRequest, TokenReply};
@@ -46,6 +48,8 @@ pub struct Engine {
     stop: CancellationToken,
     /// Longest sleep of the scheduler between wall-clock checks.
     clock_check: Duration,
+    /// The thread refresh tasks run on, once [`start`] has started it.
+    thread: OnceLock<thread::EngineThread>,
 }
 
 impl Engine {
@@ -57,6 +61,19 @@ impl Engine {
             global: Arc::new(Semaphore::new(max_concurrent.max(1))),
             stop: CancellationToken::new(),
             clock_check,
+            thread: OnceLock::new(),
+        }
+    }
+
+    /// Spawns an engine task: on the engine's thread once it runs, else on the current
+    /// runtime (an engine that was never started, as in unit tests).
+    fn spawn<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        match self.thread.get() {
+            Some(thread) => drop(self.tasks.spawn_on(task, thread.handle())),
+            None => drop(self.tasks.spawn(task)),
         }
     }
 }
@@ -77,6 +94,14 @@ enum Outcome {
 /// Plans every loaded session and starts the scheduler loop (which answers `probe`, the
 /// watchdog's liveness check).
 pub fn start(state: &Arc<DaemonState>, probe: Option<crate::systemd::ProbeReceiver>) {
+    match thread::EngineThread::start() {
+        Ok(thread) => {
+            let _ = state.engine.thread.set(thread);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start the engine's thread; refreshing on the serving runtime");
+        }
+    }
     let now = state.clock.now_ms();
     for session in state.sessions.all() {
         if let Slot::Live { record, runtime } = &mut *session.lock() {
@@ -96,7 +121,7 @@ pub fn start(state: &Arc<DaemonState>, probe: Option<crate::systemd::ProbeReceiv
         schedule(state, &session);
     }
     let st = state.clone();
-    state.engine.tasks.spawn(scheduler_loop(st, probe));
+    state.engine.spawn(scheduler_loop(st, probe));
 }
 
 /// After a config reload: sessions that needed a config fix are tried again, and every
@@ -126,6 +151,9 @@ pub async fn shutdown(state: &DaemonState) {
         .is_err()
     {
         tracing::error!("refreshes still running after {limit:?}; their results are lost");
+    }
+    if let Some(thread) = state.engine.thread.get() {
+        thread.stop();
     }
 }
 
@@ -321,7 +349,7 @@ pub fn start_or_join(
         session: session.clone(),
         tx: Some(tx),
     };
-    state.engine.tasks.spawn(async move {
+    state.engine.spawn(async move {
         let outcome = attempt(&guard.state, &guard.session, &provider, not_before).await;
         if let Some(tx) = guard.tx.take() {
             finish(&guard.state, &guard.session, &tx, outcome);

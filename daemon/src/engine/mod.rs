@@ -103,7 +103,9 @@ pub fn start(state: &Arc<DaemonState>, probe: Option<crate::systemd::ProbeReceiv
         }
     }
     let now = state.clock.now_ms();
-    for session in state.sessions.all() {
+    let sessions = state.sessions.all();
+    // Done before anything is served: what a first `get` may act on.
+    for session in &sessions {
         if let Slot::Live { record, runtime } = &mut *session.lock() {
             // A config problem may have been fixed before this start: try again.
             if matches!(record.terminal, Some(Terminal::NeedsConfig { .. })) {
@@ -118,10 +120,23 @@ pub fn start(state: &Arc<DaemonState>, probe: Option<crate::systemd::ProbeReceiv
             }
             runtime.jitter_ms = random_jitter(record);
         }
-        schedule(state, &session);
     }
+    // Planning every deadline (a quarter of a second at 100,000 sessions) happens on the
+    // engine's thread while connections are already served; a `get` never needs the plan.
     let st = state.clone();
-    state.engine.spawn(scheduler_loop(st, probe));
+    state.engine.spawn(async move {
+        let began = std::time::Instant::now();
+        for session in &sessions {
+            schedule(&st, session);
+        }
+        tracing::debug!(
+            sessions = sessions.len(),
+            elapsed_ms = began.elapsed().as_millis(),
+            "refreshes planned"
+        );
+        drop(sessions);
+        scheduler_loop(st, probe).await;
+    });
 }
 
 /// After a config reload: sessions that needed a config fix are tried again, and every

@@ -353,3 +353,78 @@ fn a_state_directory_open_to_others_is_refused_with_the_fix() {
     assert!(err.contains("chmod 700"), "{err}");
     assert!(err.contains(&d.state_dir().display().to_string()), "{err}");
 }
+
+/// sled's seven permanent I/O threads each woke once a second upstream (seven wake-ups a
+/// second for an idle daemon); the vendored copy (vendor/README.md) lets them sleep until
+/// there is work.
+#[test]
+fn the_database_threads_of_an_idle_daemon_do_not_wake() {
+    let d = TestDaemon::start().expect("daemon starts");
+    // The first write starts sled's thread pool.
+    d.add("work", &token_response("at-idle", "rt-idle", 3600));
+    let pid = d.pid().expect("the daemon runs");
+    // Readiness: every database thread has gone back to sleep after that write.
+    let settled = std::time::Instant::now();
+    let before = loop {
+        let threads = database_threads(pid);
+        if !threads.is_empty() && threads.values().all(|(state, _)| *state == 'S') {
+            break threads;
+        }
+        assert!(
+            settled.elapsed() < std::time::Duration::from_secs(10),
+            "sled's I/O threads never went to sleep: {threads:?}"
+        );
+        std::thread::yield_now();
+    };
+    // The window observed (not a synchronisation): upstream, each thread wakes twice in it.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let after = database_threads(pid);
+    for (tid, (_, switches)) in &before {
+        if let Some((_, now)) = after.get(tid) {
+            assert_eq!(
+                now, switches,
+                "sled I/O thread {tid} woke while the daemon was idle"
+            );
+        }
+    }
+    assert!(
+        before.keys().any(|tid| after.contains_key(tid)),
+        "the database threads are gone"
+    );
+}
+
+/// sled's I/O threads of `pid`: thread id → (scheduler state, context switches so far).
+fn database_threads(pid: u32) -> std::collections::BTreeMap<String, (char, u64)> {
+    let mut threads = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return threads;
+    };
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if !comm.starts_with("sled-io") {
+            continue;
+        }
+        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+        let field = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(str::trim)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let state = field("State:").chars().next().unwrap_or('?');
+        let switches = field("voluntary_ctxt_switches:")
+            .parse::<u64>()
+            .unwrap_or(0)
+            + field("nonvoluntary_ctxt_switches:")
+                .parse::<u64>()
+                .unwrap_or(0);
+        threads.insert(
+            task.file_name().to_string_lossy().into_owned(),
+            (state, switches),
+        );
+    }
+    threads
+}

@@ -349,7 +349,7 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            message: toml_error_without_source(text, &e),
         })
     }
 
@@ -633,6 +633,18 @@ fn absolutize_cwd(p: &Path) -> PathBuf {
         .unwrap_or_else(|_| p.to_path_buf())
 }
 
+/// A TOML error as "line L, column C: message", without the source line the parser quotes:
+/// that line may hold a `client_secret`.
+fn toml_error_without_source(text: &str, e: &toml::de::Error) -> String {
+    let Some(span) = e.span() else {
+        return e.message().to_owned();
+    };
+    let before = text.get(..span.start).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {column}: {}", e.message())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -643,6 +655,17 @@ mod tests {
                 .find(|(key, _)| *key == k)
                 .map(|(_, v)| v.to_string())
         }
+    }
+
+    #[test]
+    fn a_syntax_error_next_to_a_client_secret_does_not_print_it() {
+        let text = "[providers.corp]\ntoken_endpoint = \"http://127.0.0.1:9/t\"\nclient_secret = \"s3cr3t-probe\" x\n";
+        let err = Config::parse(text, Path::new("/cfg/config.toml"))
+            .expect_err("bad TOML")
+            .to_string();
+        assert!(!err.contains("s3cr3t-probe"), "{err}");
+        assert!(err.contains("line 3, column 32"), "{err}");
+        assert!(err.contains("/cfg/config.toml"), "{err}");
     }
 
     #[test]

@@ -141,7 +141,7 @@ impl HelperConfig {
     pub fn parse(text: &str, path: &Path) -> Result<HelperConfig, ConfigError> {
         let file: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string().trim_end().to_owned(),
+            message: toml_error_without_source(text, &e),
         })?;
         let rules = match file.get("helpers") {
             None => Vec::new(),
@@ -286,12 +286,32 @@ fn parse_rule(kind: Kind, key: &str, entry: &toml::Value) -> Result<Rule, String
     })
 }
 
+/// A TOML error as "line L, column C: message", without the source line the parser quotes:
+/// that line may hold a `client_secret`.
+fn toml_error_without_source(text: &str, e: &toml::de::Error) -> String {
+    let Some(span) = e.span() else {
+        return e.message().to_owned();
+    };
+    let before = text.get(..span.start).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {column}: {}", e.message())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<HelperConfig, String> {
         HelperConfig::parse(text, Path::new("/cfg/config.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_syntax_error_next_to_a_client_secret_does_not_print_it() {
+        let err =
+            parse("[providers.corp]\nclient_secret = \"s3cr3t-probe\" x\n").expect_err("bad TOML");
+        assert!(!err.contains("s3cr3t-probe"), "{err}");
+        assert!(err.contains("line 2, column 32"), "{err}");
     }
 
     #[test]

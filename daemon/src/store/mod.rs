@@ -569,11 +569,14 @@ fn open_all(cipher: &RecordCipher, sessions: &sled::Tree) -> Result<OpenedAll, O
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4));
     let (batches, incoming) =
         std::sync::mpsc::sync_channel::<Vec<(sled::IVec, sled::IVec)>>(workers * 2);
-    let incoming = Mutex::new(incoming);
+    // Each thread owns a handle on the receiver: if every one of them dies, the receiver is
+    // gone, `send` fails and the walk stops instead of blocking on a full queue.
+    let incoming = Arc::new(Mutex::new(incoming));
     std::thread::scope(|scope| {
         let decrypting: Vec<_> = (0..workers)
             .map(|_| {
-                scope.spawn(|| {
+                let incoming = Arc::clone(&incoming);
+                scope.spawn(move || {
                     let mut records = Vec::new();
                     let mut failed = Vec::new();
                     loop {
@@ -593,6 +596,7 @@ fn open_all(cipher: &RecordCipher, sessions: &sled::Tree) -> Result<OpenedAll, O
                 })
             })
             .collect();
+        drop(incoming);
         let mut in_db = BTreeSet::new();
         let walked = (|| {
             let mut batch = Vec::with_capacity(OPEN_BATCH);

@@ -134,7 +134,9 @@ pub fn reload(state: &Arc<DaemonState>, overrides: &config::Overrides) -> Result
         providers = state.config().providers.len(),
         "config reloaded"
     );
-    systemd::notify_reloaded(&systemd::summary(state));
+    if systemd::notifying() {
+        systemd::notify_reloaded(&systemd::summary(state));
+    }
     Ok(())
 }
 
@@ -160,7 +162,10 @@ pub async fn run(
         Some(accept_probe),
     ));
     // The store is open and the socket listens (connections queue until accepted).
-    systemd::notify_ready(&systemd::summary(&state));
+    if systemd::notifying() {
+        // The summary walks every session; only systemd reads it.
+        systemd::notify_ready(&systemd::summary(&state));
+    }
     let helpers = CancellationToken::new();
     let token_files = tokio::spawn(sinks::run(state.clone(), helpers.clone()));
     if let Some(interval) = sd_notify::watchdog_enabled() {
@@ -178,9 +183,7 @@ pub async fn run(
     systemd::notify_stopping();
     tracing::info!("shutting down: no new connections");
     engine::shutdown(&state).await;
-    // Refreshes that finished during the shutdown reach their token files too.
     let _ = token_files.await;
-    sinks::reconcile_all(&state).await;
     tracker.close();
     if tokio::time::timeout(CONNECTION_GRACE, tracker.wait())
         .await
@@ -188,6 +191,9 @@ pub async fn run(
     {
         tracing::warn!("some connections did not finish within the grace period");
     }
+    // Last: refreshes that finished during the shutdown, and `rm`/`logout` requests that
+    // were still being answered, reach the token files too.
+    sinks::reconcile_all(&state).await;
     state.store.flush().await?;
     tracing::info!("store flushed; bye");
     match crashed {

@@ -440,10 +440,13 @@ impl Config {
         if limits.max_connections == 0 {
             return Err(invalid("daemon.max_connections must be at least 1".into()));
         }
-        if !(1024..=16 * 1024 * 1024).contains(&limits.max_frame) {
-            return Err(invalid(
-                "daemon.max_frame_bytes must be between 1024 and 16777216".into(),
-            ));
+        // The request decoder's allocation limit is the ceiling: a frame that passes the size
+        // check must be able to decode.
+        let ceiling = tokd_protocol::frame::REQUEST_DECODE_LIMIT;
+        if !(1024..=ceiling).contains(&limits.max_frame) {
+            return Err(invalid(format!(
+                "daemon.max_frame_bytes must be between 1024 and {ceiling}"
+            )));
         }
         let max_concurrent_refreshes = d.max_concurrent_refreshes.unwrap_or(16);
         if max_concurrent_refreshes == 0 {

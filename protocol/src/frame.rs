@@ -96,10 +96,12 @@ pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, Protocol
     Ok(msg)
 }
 
-/// The most decoding one request may claim (allocate): 32 × the default frame limit.
+/// The most decoding one request may claim (allocate): 64 × the default frame limit, 16 MiB.
 /// Requests are small; without this a 15-byte payload whose length fields claim a huge
 /// string makes the decoder allocate that much before reading a byte of it.
-pub const REQUEST_DECODE_LIMIT: usize = 32 * DEFAULT_MAX_FRAME;
+/// It equals the largest request frame the daemon can be configured to accept
+/// (`daemon.max_frame_bytes`), so every frame that passes the size check can decode.
+pub const REQUEST_DECODE_LIMIT: usize = 64 * DEFAULT_MAX_FRAME;
 
 /// [`decode_payload`] for requests, with the tighter [`REQUEST_DECODE_LIMIT`].
 ///
@@ -228,15 +230,34 @@ mod request_limit_tests {
 
     #[test]
     fn a_tiny_request_claiming_a_huge_name_is_refused_before_allocating() {
-        // A `Get` whose name claims 16 MiB (varint 0xFC: a u32 length follows): under the
+        // A `Get` whose name claims 32 MiB (varint 0xFC: a u32 length follows): under the
         // general limit, over the request limit.
         let mut payload = vec![0u8]; // Request::Get
         payload.push(0xFC);
-        payload.extend_from_slice(&(16u32 << 20).to_le_bytes());
+        payload.extend_from_slice(&(32u32 << 20).to_le_bytes());
         let err = decode_request::<crate::Request>(&payload).expect_err("refused");
         assert!(
             matches!(&err, ProtocolError::Decode(m) if m.contains("LimitExceeded")),
             "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_request_as_large_as_the_largest_allowed_frame_decodes() {
+        // 10 MiB of name: within the 16 MiB `max_frame_bytes` ceiling, so it must decode
+        // (the handler, not the decoder, judges the name).
+        let name = "n".repeat(10 << 20);
+        let req = crate::Request::Get(crate::verbs::get::GetRequest {
+            name,
+            min_valid_ms: 0,
+            wait_ms: 0,
+            include_id_token: false,
+        });
+        let payload = encode_payload(&req).expect("encode");
+        assert!(payload.len() < REQUEST_DECODE_LIMIT);
+        assert_eq!(
+            decode_request::<crate::Request>(&payload).expect("decode"),
+            req
         );
     }
 

@@ -3,8 +3,8 @@
 //! scale:
 //!
 //! 1. a bare Unix-socket echo of a `get`'s byte counts (the floor), p50/p99/p99.9;
-//! 2. `get` on one persistent connection (`tokd::Client::get_with`), unpinned and pinned to
-//!    CPU 0, with the ratio to the floor;
+//! 2. `get` on one persistent connection (`tokd::Client::get_with`), unpinned, pinned with
+//!    client and servers on one CPU, and pinned with them on two, with the ratio to the floor;
 //! 3. `get` throughput at 1, 8, 32 and 128 connections, next to the echo at 32;
 //! 4. one-shot `tokd get NAME` processes next to a minimal C client and `/bin/true`;
 //! 5. 1k/10k/100k stored sessions: start time, RSS/PSS, disk, `tokd status --json`;
@@ -18,9 +18,9 @@
 //! cargo run --release -p tokd-e2e --bin bench -- --help       # sizes, sections, --json
 //! ```
 //!
-//! Pinning: the daemon and the echo server are moved to CPU 0 with `taskset -a -p -c 0`
-//! (every thread), and the measuring client is a re-execution of this binary under
-//! `taskset -c 0`.
+//! Pinning: the daemon and the echo server are moved to the first allowed CPU with
+//! `taskset -a -p -c CPU` (every thread), and the measuring client is a re-execution of this
+//! binary under `taskset -c` on the same CPU or the second one.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
@@ -208,7 +208,7 @@ impl Settings {
                 .unwrap_or(if smoke { 2_000 } else { 50_000 }),
             latency_rounds: cli
                 .latency_rounds
-                .unwrap_or(if smoke { 1 } else { 3 })
+                .unwrap_or(if smoke { 1 } else { 5 })
                 .max(1),
             throughput: Duration::from_secs_f64(cli.throughput_secs.unwrap_or(pick(3.0, 0.3))),
             conns: cli.conns.clone().unwrap_or_else(|| vec![1, 8, 32, 128]),
@@ -381,7 +381,7 @@ impl Report {
             "full"
         };
         self.text_line(&format!(
-            "tokd benchmark ({mode})\nmachine: {nproc} CPUs allowed ({cpus}), {model}; Linux {kernel}; load average at start {load}\nbinaries: {} (tokd CLI linked {})\npinning: unpinned runs use every allowed CPU; pinned runs move the daemon and the echo server to CPU 0 (`taskset -a -p -c 0 PID`, all threads) and re-execute the measuring client under `taskset -c 0`",
+            "tokd benchmark ({mode})\nmachine: {nproc} CPUs allowed ({cpus}), {model}; Linux {kernel}; load average at start {load}\nbinaries: {} (tokd CLI linked {})\npinning: unpinned runs use every allowed CPU; pinned runs move the daemon and the echo server to the first allowed CPU (`taskset -a -p -c CPU PID`, all threads) and re-execute the measuring client under `taskset -c` on that CPU (same CPU) or the second (across CPUs)",
             bins.daemon.parent().map_or_else(String::new, |p| p.display().to_string()),
             linkage(&bins.tokd)
         ));
@@ -392,7 +392,7 @@ impl Report {
                 "loadavg_at_start": load, "smoke": smoke,
                 "binaries": bins.daemon.parent().map(|p| p.display().to_string()),
                 "cli_linkage": linkage(&bins.tokd),
-                "pinning": "daemon+echo: taskset -a -p -c 0 PID; client: re-exec under taskset -c 0",
+                "pinning": "daemon+echo: taskset -a -p -c FIRST PID; client: re-exec under taskset -c FIRST (same CPU) or SECOND (across CPUs)",
             }),
         );
         Ok(())
@@ -1195,16 +1195,62 @@ fn median_pair(rounds: &[LatencyPair]) -> LatencyPair {
     }
 }
 
+/// Where the latency measurement runs. Unpinned, the scheduler decides per round whether a
+/// server's wake-up lands on the client's CPU or the other one, so each unpinned round is one
+/// of the two pinned placements, picked by lottery and independently for each server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    /// Every CPU allowed, for the client and both servers.
+    Unpinned,
+    /// Servers and client on the first allowed CPU.
+    SameCpu,
+    /// Servers on the first allowed CPU, the client on the second (every wake-up crosses).
+    CrossCpu,
+}
+
+impl Placement {
+    fn label(self) -> &'static str {
+        match self {
+            Placement::Unpinned => "unpinned",
+            Placement::SameCpu => "pinned, same CPU",
+            Placement::CrossCpu => "pinned, across CPUs",
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Placement::Unpinned => "unpinned",
+            Placement::SameCpu => "pinned_same_cpu",
+            Placement::CrossCpu => "pinned_cross_cpu",
+        }
+    }
+}
+
+/// The CPU ids in a `taskset -c` list such as `0-3,6`.
+fn cpu_ids(list: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => match (a.parse::<usize>(), b.parse::<usize>()) {
+                (Ok(a), Ok(b)) => ids.extend((a..=b).map(|i| i.to_string())),
+                _ => ids.push(part.to_owned()),
+            },
+            None => ids.push(part.to_owned()),
+        }
+    }
+    ids
+}
+
 fn run_latency_child(
     bins: &Bins,
     d: &Daemon,
     echo: &EchoServer,
     s: &Settings,
-    pinned: bool,
+    client_cpu: Option<&str>,
 ) -> Result<LatencyPair> {
-    let mut cmd = if pinned {
+    let mut cmd = if let Some(cpu) = client_cpu {
         let mut c = Command::new("taskset");
-        c.args(["-c", "0"]).arg(&bins.bench);
+        c.args(["-c", cpu]).arg(&bins.bench);
         c
     } else {
         Command::new(&bins.bench)
@@ -1228,6 +1274,59 @@ fn run_latency_child(
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
+/// One latency round in `placement`: pins the servers (and the client) as it says, measures,
+/// and gives the servers every CPU back.
+fn latency_round(
+    bins: &Bins,
+    d: &Daemon,
+    echo: &EchoServer,
+    s: &Settings,
+    placement: Placement,
+    cpus: &[String],
+    all: &str,
+) -> Result<LatencyPair> {
+    let (server_cpu, client_cpu) = match placement {
+        Placement::Unpinned => return run_latency_child(bins, d, echo, s, None),
+        Placement::SameCpu => (&cpus[0], &cpus[0]),
+        Placement::CrossCpu => (&cpus[0], &cpus[1]),
+    };
+    taskset_pid(d.pid(), server_cpu)?;
+    taskset_pid(echo.child.id(), server_cpu)?;
+    let pair = run_latency_child(bins, d, echo, s, Some(client_cpu));
+    taskset_pid(d.pid(), all)?;
+    taskset_pid(echo.child.id(), all)?;
+    pair
+}
+
+/// How many unpinned rounds of each server landed on the client's CPU: those whose p50 is
+/// nearer that server's same-CPU p50 than its across-CPU p50. `None` without both pinned
+/// placements.
+fn placement_lottery(
+    placements: &[Placement],
+    rounds: &[Vec<LatencyPair>],
+    medians: &[LatencyPair],
+) -> Option<String> {
+    let at = |p: Placement| placements.iter().position(|&q| q == p);
+    let (unpinned, same, cross) = (
+        at(Placement::Unpinned)?,
+        at(Placement::SameCpu)?,
+        at(Placement::CrossCpu)?,
+    );
+    let count = |pick: fn(&LatencyPair) -> &Stats| {
+        let mid = f64::midpoint(pick(&medians[same]).p50_us, pick(&medians[cross]).p50_us);
+        rounds[unpinned]
+            .iter()
+            .filter(|r| pick(r).p50_us < mid)
+            .count()
+    };
+    let n = rounds[unpinned].len();
+    Some(format!(
+        "unpinned rounds whose p50 is nearer the same-CPU figure than the across-CPU one: echo {} of {n}, get {} of {n}",
+        count(|r| &r.echo),
+        count(|r| &r.get)
+    ))
+}
+
 fn latency_section(
     report: &mut Report,
     bins: &Bins,
@@ -1236,35 +1335,34 @@ fn latency_section(
     s: &Settings,
 ) -> Result<()> {
     eprintln!(
-        "bench: latency ({} rounds × {} requests each)",
+        "bench: latency ({} rounds × {} requests each, per placement)",
         s.latency_rounds, s.latency_requests
     );
-    // Rounds alternate unpinned and pinned; each round is a new client process, so thread
-    // placement (which varies from run to run when unpinned) is sampled several times.
     let all = allowed_cpus();
-    let mut unpinned_rounds = Vec::new();
-    let mut pinned_rounds = Vec::new();
-    for _ in 0..s.latency_rounds {
-        unpinned_rounds.push(run_latency_child(bins, d, echo, s, false)?);
-        taskset_pid(d.pid(), "0")?;
-        taskset_pid(echo.child.id(), "0")?;
-        let pinned = run_latency_child(bins, d, echo, s, true);
-        taskset_pid(d.pid(), &all)?;
-        taskset_pid(echo.child.id(), &all)?;
-        pinned_rounds.push(pinned?);
+    let cpus = cpu_ids(&all);
+    let mut placements = vec![Placement::Unpinned, Placement::SameCpu];
+    if cpus.len() > 1 {
+        placements.push(Placement::CrossCpu);
     }
-    let unpinned = median_pair(&unpinned_rounds);
-    let pinned = median_pair(&pinned_rounds);
+    // Rounds cycle through the placements; each round is a new client process, so the
+    // unpinned lottery is drawn again every round.
+    let mut rounds: Vec<Vec<LatencyPair>> = placements.iter().map(|_| Vec::new()).collect();
+    for _ in 0..s.latency_rounds {
+        for (i, &placement) in placements.iter().enumerate() {
+            rounds[i].push(latency_round(bins, d, echo, s, placement, &cpus, &all)?);
+        }
+    }
+    let medians: Vec<LatencyPair> = rounds.iter().map(|r| median_pair(r)).collect();
     let mut t = format!(
         "\n1-2. LATENCY, one persistent connection, {} requests after warm-up per round, median of {} rounds (request {} B, answer {} B)\n",
         s.latency_requests, s.latency_rounds, echo.req_len, echo.resp_len
     );
     let _ = writeln!(
         t,
-        "{:<46} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10}",
+        "{:<50} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10}",
         "", "p50 µs", "p99 µs", "p99.9 µs", "mean µs", "p50 ×floor", "p99 ×floor"
     );
-    for (label, pair) in [("unpinned", &unpinned), ("pinned to CPU 0", &pinned)] {
+    for (placement, pair) in placements.iter().zip(&medians) {
         for (what, st, ratio) in [
             ("echo floor", &pair.echo, false),
             ("tokd get (Client::get_with)", &pair.get, true),
@@ -1279,8 +1377,8 @@ fn latency_section(
             };
             let _ = writeln!(
                 t,
-                "{:<46} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>10} {:>10}",
-                format!("{what}, {label}"),
+                "{:<50} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>10} {:>10}",
+                format!("{what}, {}", placement.label()),
                 st.p50_us,
                 st.p99_us,
                 st.p999_us,
@@ -1291,35 +1389,44 @@ fn latency_section(
         }
     }
     report.text_line(t.trim_end());
-    let p50s = |rounds: &[LatencyPair], get: bool| {
-        rounds
-            .iter()
-            .map(|r| format!("{:.1}", if get { r.get.p50_us } else { r.echo.p50_us }))
-            .collect::<Vec<_>>()
-            .join("/")
-    };
     if s.latency_rounds > 1 {
-        report.text_line(&format!(
-            "p50 per round (µs): unpinned echo {} get {}; pinned echo {} get {}",
-            p50s(&unpinned_rounds, false),
-            p50s(&unpinned_rounds, true),
-            p50s(&pinned_rounds, false),
-            p50s(&pinned_rounds, true)
-        ));
+        let p50s = |rounds: &[LatencyPair], get: bool| {
+            rounds
+                .iter()
+                .map(|r| format!("{:.1}", if get { r.get.p50_us } else { r.echo.p50_us }))
+                .collect::<Vec<_>>()
+                .join("/")
+        };
+        let mut line = String::from("p50 per round (µs):");
+        for (placement, r) in placements.iter().zip(&rounds) {
+            let _ = write!(
+                line,
+                " {} echo {} get {};",
+                placement.label(),
+                p50s(r, false),
+                p50s(r, true)
+            );
+        }
+        report.text_line(line.trim_end_matches(';'));
     }
-    report.json.insert(
-        "latency".into(),
-        json!({
-            "request_bytes": echo.req_len, "answer_bytes": echo.resp_len,
-            "rounds": s.latency_rounds,
-            "unpinned_rounds": unpinned_rounds, "pinned_cpu0_rounds": pinned_rounds,
-            "unpinned": unpinned, "pinned_cpu0": pinned,
-            "ratio_p50_unpinned": unpinned.get.p50_us / unpinned.echo.p50_us,
-            "ratio_p99_unpinned": unpinned.get.p99_us / unpinned.echo.p99_us,
-            "ratio_p50_pinned": pinned.get.p50_us / pinned.echo.p50_us,
-            "ratio_p99_pinned": pinned.get.p99_us / pinned.echo.p99_us,
-        }),
-    );
+    if let Some(lottery) = placement_lottery(&placements, &rounds, &medians) {
+        report.text_line(&lottery);
+    }
+    let mut json = serde_json::Map::new();
+    json.insert("request_bytes".into(), json!(echo.req_len));
+    json.insert("answer_bytes".into(), json!(echo.resp_len));
+    json.insert("rounds".into(), json!(s.latency_rounds));
+    for ((placement, r), pair) in placements.iter().zip(&rounds).zip(&medians) {
+        json.insert(
+            placement.key().into(),
+            json!({
+                "rounds": r, "median": pair,
+                "ratio_p50": pair.get.p50_us / pair.echo.p50_us,
+                "ratio_p99": pair.get.p99_us / pair.echo.p99_us,
+            }),
+        );
+    }
+    report.json.insert("latency".into(), Value::Object(json));
     Ok(())
 }
 

@@ -401,20 +401,19 @@ impl Config {
         {
             Some(dir) => absolutize_cwd(&dir),
             // systemd's StateDirectory= (the first one, if several), then XDG.
-            None if env("STATE_DIRECTORY").is_some_and(|d| d.starts_with('/')) => PathBuf::from(
-                env("STATE_DIRECTORY")
-                    .unwrap_or_default()
-                    .split(':')
-                    .next()
-                    .unwrap_or_default(),
-            ),
-            None => xdg_dir(env, "XDG_STATE_HOME", ".local/state")
-                .ok_or(ConfigError::NoHome {
-                    what: "state directory",
-                    xdg: "XDG_STATE_HOME",
-                    flag: "--state-dir",
-                })?
-                .join("tokd"),
+            None => match env("STATE_DIRECTORY")
+                .and_then(|list| list.split(':').next().map(str::to_owned))
+                .filter(|first| first.starts_with('/'))
+            {
+                Some(first) => PathBuf::from(first),
+                None => xdg_dir(env, "XDG_STATE_HOME", ".local/state")
+                    .ok_or(ConfigError::NoHome {
+                        what: "state directory",
+                        xdg: "XDG_STATE_HOME",
+                        flag: "--state-dir",
+                    })?
+                    .join("tokd"),
+            },
         };
         let key_file = match d.key_file.as_deref().map(absolute) {
             Some(p) => absolutize_cwd(&p),
@@ -516,6 +515,27 @@ impl Config {
     }
 }
 
+/// Request parameters tokd sets itself in some flow (token, device and authorization
+/// requests, client authentication). `extra_params` may add to a request, never send one of
+/// these a second time or replace what the flow depends on.
+pub const RESERVED_PARAMS: [&str; 15] = [
+    "grant_type",
+    "refresh_token",
+    "device_code",
+    "code",
+    "redirect_uri",
+    "code_verifier",
+    "client_id",
+    "client_secret",
+    "scope",
+    "audience",
+    "resource",
+    "response_type",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+];
+
 fn validate_provider(name: &str, p: &ProviderConfig) -> Result<(), String> {
     if name.is_empty()
         || !name
@@ -546,6 +566,19 @@ fn validate_provider(name: &str, p: &ProviderConfig) -> Result<(), String> {
                 ));
             }
         }
+    }
+    if let Some(key) = p
+        .extra_params
+        .keys()
+        .find(|k| RESERVED_PARAMS.contains(&k.as_str()))
+    {
+        let hint = match key.as_str() {
+            "scope" | "audience" | "resource" => format!(" (use {key} = \"…\" instead)"),
+            _ => String::new(),
+        };
+        return Err(format!(
+            "[providers.{name}]: extra_params may not set {key:?}, which tokd sets itself{hint}"
+        ));
     }
     if let Some(t) = p.request_timeout
         && !(std::time::Duration::from_millis(100)..=std::time::Duration::from_secs(300))
@@ -713,6 +746,45 @@ mod tests {
         assert_eq!(c.socket.path, Path::new("/run/user/7/tokd/tokd.sock"));
         assert!(c.config_file.is_none());
         assert_eq!(c.refresh_ahead, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn extra_params_may_not_repeat_what_tokd_sends() {
+        for key in ["grant_type", "scope", "client_id", "state", "refresh_token"] {
+            let text = format!(
+                "[providers.corp]\ntoken_endpoint = \"http://127.0.0.1:9/t\"\nextra_params = {{ {key} = \"x\" }}\n"
+            );
+            let file = Config::parse(&text, Path::new("c.toml")).expect("parses");
+            let env = env_of(&[("HOME", "/home/u")]);
+            let home = Some(PathBuf::from("/home/u/.config"));
+            let err = Config::resolve(file, None, &Overrides::default(), &env, home)
+                .expect_err("refused");
+            assert!(
+                err.to_string().contains(&format!("may not set {key:?}")),
+                "{key}: {err}"
+            );
+        }
+        let text = "[providers.corp]\ntoken_endpoint = \"http://127.0.0.1:9/t\"\nextra_params = { prompt = \"login\", tenant = \"acme\" }\n";
+        let file = Config::parse(text, Path::new("c.toml")).expect("parses");
+        let env = env_of(&[("HOME", "/home/u")]);
+        let home = Some(PathBuf::from("/home/u/.config"));
+        Config::resolve(file, None, &Overrides::default(), &env, home).expect("other keys pass");
+    }
+
+    #[test]
+    fn systemd_state_directory_wins_over_xdg_when_absolute() {
+        let env = env_of(&[
+            ("HOME", "/home/u"),
+            (
+                "STATE_DIRECTORY",
+                "/home/u/.local/state/svc:/home/u/.local/state/other",
+            ),
+        ]);
+        let c = Config::load_with(&Overrides::default(), &env).expect("loads");
+        assert_eq!(c.state_dir, Path::new("/home/u/.local/state/svc"));
+        let env = env_of(&[("HOME", "/home/u"), ("STATE_DIRECTORY", "relative/dir")]);
+        let c = Config::load_with(&Overrides::default(), &env).expect("loads");
+        assert_eq!(c.state_dir, Path::new("/home/u/.local/state/tokd"));
     }
 
     #[test]

@@ -94,6 +94,22 @@ pub fn open_with_clock(
 /// # Errors
 /// [`DaemonError::Config`] naming what is wrong; nothing changed.
 pub fn reload(state: &Arc<DaemonState>, overrides: &config::Overrides) -> Result<(), DaemonError> {
+    let notifying = systemd::notifying();
+    if notifying {
+        systemd::notify_reloading();
+    }
+    let applied = apply_config(state, overrides);
+    if notifying {
+        systemd::notify_ready(&systemd::summary(state));
+    }
+    applied
+}
+
+/// Loads the config again and puts what a running daemon can change into force.
+fn apply_config(
+    state: &Arc<DaemonState>,
+    overrides: &config::Overrides,
+) -> Result<(), DaemonError> {
     let mut new = Config::load(overrides)?;
     let providers = providers::Providers::from_config(&new)?;
     let old = state.config();
@@ -134,9 +150,6 @@ pub fn reload(state: &Arc<DaemonState>, overrides: &config::Overrides) -> Result
         providers = state.config().providers.len(),
         "config reloaded"
     );
-    if systemd::notifying() {
-        systemd::notify_reloaded(&systemd::summary(state));
-    }
     Ok(())
 }
 

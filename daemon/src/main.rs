@@ -51,17 +51,6 @@ fn main() -> ExitCode {
     }
     // Everything the daemon creates is private, whatever umask it was started with.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
-    // SAFETY: no other thread exists yet (no runtime, no logging threads), and this is the
-    // only call.
-    #[allow(unsafe_code)]
-    let activated = match unsafe { tokd_daemon::systemd::take_activated_listener() } {
-        Ok(listener) => listener,
-        Err(e) => {
-            eprintln!("tokd-daemon: {e}");
-            return ExitCode::from(1);
-        }
-    };
-
     let overrides = Overrides {
         config_file: cli.config,
         socket: cli.socket,
@@ -75,6 +64,17 @@ fn main() -> ExitCode {
         }
     };
     init_logging(config.log.as_deref());
+    // Taken after logging is set up, so that its warnings are seen. SAFETY: no other thread
+    // exists yet (no runtime; logging writes to stderr from the calling thread), and this is
+    // the only call.
+    #[allow(unsafe_code)]
+    let activated = match unsafe { tokd_daemon::systemd::take_activated_listener() } {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("tokd-daemon: {e}");
+            return ExitCode::from(1);
+        }
+    };
     harden_process(config.allow_core_dumps);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()

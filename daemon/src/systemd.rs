@@ -72,7 +72,7 @@ pub unsafe fn take_activated_listener()
     Ok(Some(listener))
 }
 
-/// Tells systemd the daemon serves.
+/// Tells systemd the daemon serves: after start, and after each reload.
 pub fn notify_ready(summary: &str) {
     notify(&[NotifyState::Ready, NotifyState::Status(summary)]);
 }
@@ -82,9 +82,14 @@ pub fn notify_stopping() {
     notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
 }
 
-/// Tells systemd a reload is under way, then done.
-pub fn notify_reloaded(summary: &str) {
-    notify(&[NotifyState::Ready, NotifyState::Status(summary)]);
+/// Tells systemd a config reload has begun (`RELOADING=1` with the monotonic time, as
+/// `Type=notify-reload` expects); [`notify_ready`] afterwards says it is over, whether the
+/// new config was taken or rejected.
+pub fn notify_reloading() {
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => notify(&[NotifyState::Reloading, now]),
+        Err(_) => notify(&[NotifyState::Reloading]),
+    }
 }
 
 fn notify(states: &[NotifyState<'_>]) {

@@ -88,7 +88,15 @@ pub fn encode_payload<T: Serialize>(msg: &T) -> Result<Vec<u8>, ProtocolError> {
 /// [`ProtocolError::Decode`] for anything that is not a valid `T`,
 /// [`ProtocolError::TrailingBytes`] when the payload is longer than the message.
 pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, ProtocolError> {
-    let (msg, used) = bincode::serde::decode_from_slice(payload, bincode_config())
+    decode_whole(payload, bincode_config())
+}
+
+/// Decodes one message that must use every byte of `payload`.
+fn decode_whole<T: DeserializeOwned, C: bincode::config::Config>(
+    payload: &[u8],
+    config: C,
+) -> Result<T, ProtocolError> {
+    let (msg, used) = bincode::serde::decode_from_slice(payload, config)
         .map_err(|e| ProtocolError::Decode(e.to_string()))?;
     if used != payload.len() {
         return Err(ProtocolError::TrailingBytes(payload.len() - used));
@@ -108,13 +116,10 @@ pub const REQUEST_DECODE_LIMIT: usize = 64 * DEFAULT_MAX_FRAME;
 /// # Errors
 /// As [`decode_payload`]; a payload claiming more than the limit is a `Decode` error.
 pub fn decode_request<T: DeserializeOwned>(payload: &[u8]) -> Result<T, ProtocolError> {
-    let config = bincode::config::standard().with_limit::<REQUEST_DECODE_LIMIT>();
-    let (msg, used) = bincode::serde::decode_from_slice(payload, config)
-        .map_err(|e| ProtocolError::Decode(e.to_string()))?;
-    if used != payload.len() {
-        return Err(ProtocolError::TrailingBytes(payload.len() - used));
-    }
-    Ok(msg)
+    decode_whole(
+        payload,
+        bincode::config::standard().with_limit::<REQUEST_DECODE_LIMIT>(),
+    )
 }
 
 /// Appends a message as one frame to `out`.

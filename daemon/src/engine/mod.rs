@@ -108,9 +108,7 @@ pub fn start(state: &Arc<DaemonState>, probe: Option<crate::systemd::ProbeReceiv
     for session in &sessions {
         if let Slot::Live { record, runtime } = &mut *session.lock() {
             // A config problem may have been fixed before this start: try again.
-            if matches!(record.terminal, Some(Terminal::NeedsConfig { .. })) {
-                record.terminal = None;
-            }
+            retry_after_config_change(record, runtime);
             if record.in_flight_since_ms.is_some() {
                 // The last daemon died with a refresh in flight: the provider may have rotated
                 // the refresh token. Try the stored one once, now.
@@ -139,19 +137,35 @@ pub fn start(state: &Arc<DaemonState>, probe: Option<crate::systemd::ProbeReceiv
     });
 }
 
-/// After a config reload: sessions that needed a config fix are tried again, and every
-/// session is planned with the new settings (refresh_ahead, providers).
+/// After a config reload: sessions that needed a config fix are tried again at once, and
+/// every session is planned again with the new settings (refresh_ahead, providers) on the
+/// engine's thread, so a reload with many sessions never holds up a serving worker.
 pub fn on_reload(state: &Arc<DaemonState>) {
-    for session in state.sessions.all() {
+    let sessions = state.sessions.all();
+    for session in &sessions {
         if let Slot::Live { record, runtime } = &mut *session.lock()
-            && matches!(record.terminal, Some(Terminal::NeedsConfig { .. }))
+            && retry_after_config_change(record, runtime)
         {
-            record.terminal = None;
-            runtime.retry_at_ms = None;
             tracing::info!(session = %session.name, "config reloaded; trying the session again");
         }
-        schedule(state, &session);
     }
+    let st = state.clone();
+    state.engine.spawn(async move {
+        for session in &sessions {
+            schedule(&st, session);
+        }
+    });
+}
+
+/// Clears a session's "needs config" verdict so that the next plan tries it again; the
+/// config it was about may have been fixed. Says whether there was one.
+fn retry_after_config_change(record: &mut SessionRecord, runtime: &mut Runtime) -> bool {
+    if !matches!(record.terminal, Some(Terminal::NeedsConfig { .. })) {
+        return false;
+    }
+    record.terminal = None;
+    runtime.retry_at_ms = None;
+    true
 }
 
 /// Stops sending new requests, waits (bounded by the HTTP timeout) for the ones already

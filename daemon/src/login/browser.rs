@@ -62,38 +62,22 @@ pub async fn run(
             .append_pair("state", &expected_state)
             .append_pair("code_challenge", &challenge)
             .append_pair("code_challenge_method", "S256");
-        if let Some(scope) = &cfg.scope {
-            q.append_pair("scope", scope);
-            // OpenID Connect Core §11: offline_access needs prompt=consent, or providers
-            // drop it and issue no refresh token. A configured prompt wins.
-            if scope.split(' ').any(|s| s == "offline_access")
-                && !cfg.extra_params.contains_key("prompt")
-            {
-                q.append_pair("prompt", "consent");
-            }
-        }
-        if let Some(audience) = &cfg.audience {
-            q.append_pair("audience", audience);
-        }
-        if let Some(resource) = &cfg.resource {
-            q.append_pair("resource", resource);
-        }
-        // Extra parameters may add to the request, never replace what the flow depends on.
-        const OWN: [&str; 7] = [
-            "response_type",
-            "client_id",
-            "redirect_uri",
-            "state",
-            "code_challenge",
-            "code_challenge_method",
-            "scope",
-        ];
-        for (k, v) in cfg
-            .extra_params
-            .iter()
-            .filter(|(k, _)| !OWN.contains(&k.as_str()))
-        {
+        // Scope, audience, resource and the extra parameters, as on every token request
+        // (config validation keeps the extra ones from naming a parameter set here).
+        let mut extras = Vec::new();
+        oauth2::push_scope_and_extras(cfg, &mut extras);
+        for (k, v) in &extras {
             q.append_pair(k, v);
+        }
+        // OpenID Connect Core §11: offline_access needs prompt=consent, or providers drop it
+        // and issue no refresh token. A configured prompt wins.
+        if cfg
+            .scope
+            .as_deref()
+            .is_some_and(|scope| scope.split(' ').any(|s| s == "offline_access"))
+            && !cfg.extra_params.contains_key("prompt")
+        {
+            q.append_pair("prompt", "consent");
         }
     }
     let shown = prompt(

@@ -43,17 +43,18 @@ pub fn fetch(
 /// Refreshes the session now (the daemon's `refresh` verb, as `tokd refresh` does), so that
 /// the next `get` answers a token the server has not refused yet.
 ///
+/// Over the blocking API, with no retry budget: a helper runs while git or docker waits, so
+/// a daemon that is not there is reported at once (after the one immediate reconnect every
+/// [`tokd::RetryPolicy`] allows).
+///
 /// # Errors
-/// As [`tokd::Client::refresh`]; a runtime that cannot start is reported as `Closed`.
+/// As [`tokd::blocking::Agent::refresh`].
 pub fn force_refresh(socket: &SocketPath, session: &str, client: &str) -> Result<(), ClientError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| ClientError::Protocol(tokd_protocol::ProtocolError::Io(e)))?;
-    runtime.block_on(async {
-        let mut client = tokd::Client::connect_named(socket, client).await?;
-        client.refresh(session).await.map(drop)
-    })
+    tokd::blocking::Agent::with_socket(socket.clone())
+        .client_name(client)
+        .retry_policy(tokd::RetryPolicy::NO_WAIT)
+        .refresh(session)
+        .map(drop)
 }
 
 /// What to tell the user when the daemon has no token for `session`: the daemon's reason and

@@ -29,12 +29,27 @@ pub fn fetch(
     min_valid: Duration,
     include_id_token: bool,
 ) -> Result<TokenReply, ClientError> {
+    fetch_waiting(socket, session, min_valid, WAIT, include_id_token)
+}
+
+/// [`fetch`] waiting up to `wait` (instead of the helpers' 10 s) for a refresh; `tokd get`
+/// uses it with its `--wait`.
+///
+/// # Errors
+/// As [`tokd::blocking::get_from`].
+pub fn fetch_waiting(
+    socket: &SocketPath,
+    session: &str,
+    min_valid: Duration,
+    wait: Duration,
+    include_id_token: bool,
+) -> Result<TokenReply, ClientError> {
     tokd::blocking::get_from(
         socket,
         GetRequest {
             name: session.to_owned(),
             min_valid_ms: u64::try_from(min_valid.as_millis()).unwrap_or(u64::MAX),
-            wait_ms: u64::try_from(WAIT.as_millis()).unwrap_or(u64::MAX),
+            wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
             include_id_token,
         },
     )

@@ -5,17 +5,12 @@ use std::os::unix::process::CommandExt;
 use tokd_protocol::paths::SocketPath;
 
 use crate::cli::ExecArgs;
+use crate::helpers::session::fetch;
 use crate::{CmdResult, Outcome};
 
 /// Replaces this process with the command, the token in `--env` (default `TOKD_TOKEN`).
 pub fn run(socket: &SocketPath, args: ExecArgs) -> CmdResult {
-    let token = super::get::fetch(
-        socket,
-        &args.name,
-        args.min_valid,
-        std::time::Duration::from_secs(10),
-        false,
-    )?;
+    let token = fetch(socket, &args.name, args.min_valid, false)?;
     let Some((program, rest)) = args.command.split_first() else {
         eprintln!("tokd: exec needs a command after --");
         return Ok(Outcome::Exit(2));

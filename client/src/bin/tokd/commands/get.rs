@@ -2,35 +2,15 @@
 
 use std::io::Write;
 
-use tokd::ClientError;
 use tokd_protocol::paths::SocketPath;
-use tokd_protocol::verbs::get::{GetRequest, TokenReply};
 
 use crate::cli::GetArgs;
+use crate::helpers::session::fetch_waiting;
 use crate::{CmdResult, Outcome};
-
-/// Fetches one token over the blocking one-shot path.
-pub fn fetch(
-    socket: &SocketPath,
-    name: &str,
-    min_valid: std::time::Duration,
-    wait: std::time::Duration,
-    include_id_token: bool,
-) -> Result<TokenReply, ClientError> {
-    tokd::blocking::get_from(
-        socket,
-        GetRequest {
-            name: name.to_owned(),
-            min_valid_ms: u64::try_from(min_valid.as_millis()).unwrap_or(u64::MAX),
-            wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-            include_id_token,
-        },
-    )
-}
 
 /// Runs `tokd get`.
 pub fn run(socket: &SocketPath, args: &GetArgs) -> CmdResult {
-    let token = fetch(socket, &args.name, args.min_valid, args.wait, args.id_token)?;
+    let token = fetch_waiting(socket, &args.name, args.min_valid, args.wait, args.id_token)?;
     let text = if args.id_token {
         match &token.id_token {
             Some(id) => format!("{}\n", id.expose()),

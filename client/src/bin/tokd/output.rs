@@ -1,6 +1,6 @@
 //! Formatting for humans: relative times and aligned tables.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the epoch now.
 pub fn now_ms() -> i64 {
@@ -10,27 +10,21 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The last second humantime can format (9999-12-31T23:59:59Z): it fails from year 10000 on.
+const LAST_FORMATTABLE_MS: i64 = 253_402_300_799_000;
+
 /// An RFC 3339 timestamp in UTC to the second (`2026-11-24T08:15:00Z`), as Kubernetes
-/// writes them.
+/// writes them. Times outside 1970–9999 (humantime's range; an expiry from the network can
+/// be anything) are clamped to its ends rather than panicking.
 pub fn rfc3339_utc(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, day_secs) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's civil_from_days: proleptic Gregorian calendar, days since 1970-01-01.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        day_secs / 3600,
-        day_secs / 60 % 60,
-        day_secs % 60
-    )
+    let clamped = ms.clamp(0, LAST_FORMATTABLE_MS);
+    // Whole milliseconds in 0..=LAST_FORMATTABLE_MS: the conversion and the addition cannot
+    // fail, but a fallback costs nothing.
+    let at = u64::try_from(clamped)
+        .ok()
+        .and_then(|ms| UNIX_EPOCH.checked_add(Duration::from_millis(ms)))
+        .unwrap_or(UNIX_EPOCH);
+    humantime::format_rfc3339_seconds(at).to_string()
 }
 
 /// `4m12s`, `2h5m`, `3d4h`: the two most significant units.
@@ -122,6 +116,16 @@ mod tests {
         assert_eq!(rfc3339_utc(951_782_400_000), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339_utc(1_700_000_000_123), "2023-11-14T22:13:20Z");
         assert_eq!(rfc3339_utc(4_102_444_799_000), "2099-12-31T23:59:59Z");
-        assert_eq!(rfc3339_utc(-1000), "1969-12-31T23:59:59Z");
+        assert_eq!(rfc3339_utc(253_402_300_799_999), "9999-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn rfc3339_clamps_what_humantime_cannot_format() {
+        // humantime panics before the epoch and fails from year 10000 on; an expiry read
+        // from a token can be either.
+        assert_eq!(rfc3339_utc(-1000), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_utc(i64::MIN), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_utc(253_402_300_800_000), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339_utc(i64::MAX), "9999-12-31T23:59:59Z");
     }
 }

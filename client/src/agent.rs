@@ -21,7 +21,10 @@ use tokd_protocol::{Request, Response};
 use crate::calls;
 use crate::connection::{Client, Stream, answer_limit};
 use crate::error::ClientError;
-use crate::retry::{Backoff, RetryPolicy, answer_retryable, connect_retryable, is_idempotent};
+use crate::retry::{
+    Backoff, Next, RetryPolicy, after_answer_failure, after_send_failure, answer_retryable,
+    connect_retryable,
+};
 
 /// The client name an [`Agent`] gives in its hello unless told otherwise.
 const DEFAULT_CLIENT_NAME: &str = concat!("tokd-lib/", env!("CARGO_PKG_VERSION"));
@@ -274,7 +277,6 @@ impl Agent {
 
     /// One request and its answer, reconnecting and retrying under the rules above.
     async fn call(&mut self, request: &Request, wait: Duration) -> Result<Response, ClientError> {
-        let idempotent = is_idempotent(request);
         let mut backoff = Backoff::new(self.retry);
         loop {
             if self.in_flight {
@@ -286,45 +288,32 @@ impl Agent {
             };
             let client = self.conn.insert(client);
             self.in_flight = true;
-            if let Err(e) = client.send_request(request).await {
-                // The request did not reach the daemon whole: repeating it is safe.
-                self.drop_connection();
-                if e.is_transport()
-                    && let Some(delay) = backoff.next_delay()
-                {
-                    pause(delay).await;
-                    continue;
-                }
-                return Err(e);
-            }
-            let error = match client.next_response(answer_limit(wait)).await {
-                Ok(response) => {
-                    self.in_flight = false;
-                    return Ok(response);
-                }
-                Err(e) => e,
+            let next = match client.send_request(request).await {
+                Err(e) => after_send_failure(e, &mut backoff),
+                Ok(()) => match client.next_response(answer_limit(wait)).await {
+                    Ok(response) => {
+                        self.in_flight = false;
+                        return Ok(response);
+                    }
+                    Err(e) => after_answer_failure(request, e, &mut backoff),
+                },
             };
-            if let ClientError::Daemon(_) = &error
-                && !(idempotent && answer_retryable(&error))
-            {
-                // An answer: the connection is in step and stays.
-                self.in_flight = false;
-                return Err(error);
-            }
-            // No usable answer (closed, broken, timed out, garbled): this connection is done.
-            self.drop_connection();
-            if !answer_retryable(&error) {
-                return Err(error);
-            }
-            if !idempotent {
-                return Err(ClientError::Interrupted {
-                    verb: request.verb(),
-                    source: Box::new(error),
-                });
-            }
-            match backoff.next_delay() {
-                Some(delay) => pause(delay).await,
-                None => return Err(error),
+            match next {
+                Next::Answered(e) => {
+                    // The connection is in step and stays.
+                    self.in_flight = false;
+                    return Err(e);
+                }
+                // No usable answer (closed, broken, timed out, garbled): this connection is
+                // done either way.
+                Next::GiveUp(e) => {
+                    self.drop_connection();
+                    return Err(e);
+                }
+                Next::Retry(delay) => {
+                    self.drop_connection();
+                    pause(delay).await;
+                }
             }
         }
     }

@@ -33,7 +33,9 @@ use tokd_protocol::{Hello, HelloAck, ProtocolError, Request, Response};
 use crate::calls;
 use crate::connection::{CONNECT_TIMEOUT, answer_limit, check_socket_dir};
 use crate::error::{ClientError, check_ack, connect_error};
-use crate::retry::{Backoff, RetryPolicy, answer_retryable, connect_retryable, is_idempotent};
+use crate::retry::{
+    Backoff, Next, RetryPolicy, after_answer_failure, after_send_failure, connect_retryable,
+};
 
 /// Fetches a token in one round trip over a fresh connection to the default socket.
 ///
@@ -257,7 +259,6 @@ impl Agent {
 
     /// One request and its answer, reconnecting and retrying like [`crate::Agent`].
     fn call(&mut self, request: &Request, wait: Duration) -> Result<Response, ClientError> {
-        let idempotent = is_idempotent(request);
         let mut backoff = Backoff::new(self.retry);
         let mut frame = Vec::with_capacity(128);
         encode_message(request, DEFAULT_MAX_FRAME, &mut frame)?;
@@ -271,42 +272,31 @@ impl Agent {
             };
             let conn = self.conn.insert(conn);
             self.in_flight = true;
-            if let Err(e) = conn.stream.write_all(&frame) {
-                // The request did not reach the daemon whole: repeating it is safe.
-                self.drop_connection();
-                let e = ClientError::Protocol(ProtocolError::Io(e));
-                if let Some(delay) = backoff.next_delay() {
-                    pause(delay);
-                    continue;
+            let next = match conn.stream.write_all(&frame) {
+                Err(e) => {
+                    after_send_failure(ClientError::Protocol(ProtocolError::Io(e)), &mut backoff)
                 }
-                return Err(e);
-            }
-            let error = match read_response(&mut conn.stream, answer_limit(wait)) {
-                Ok(response) => {
-                    self.in_flight = false;
-                    return Ok(response);
-                }
-                Err(e) => e,
+                Ok(()) => match read_response(&mut conn.stream, answer_limit(wait)) {
+                    Ok(response) => {
+                        self.in_flight = false;
+                        return Ok(response);
+                    }
+                    Err(e) => after_answer_failure(request, e, &mut backoff),
+                },
             };
-            if let ClientError::Daemon(_) = &error
-                && !(idempotent && answer_retryable(&error))
-            {
-                self.in_flight = false;
-                return Err(error);
-            }
-            self.drop_connection();
-            if !answer_retryable(&error) {
-                return Err(error);
-            }
-            if !idempotent {
-                return Err(ClientError::Interrupted {
-                    verb: request.verb(),
-                    source: Box::new(error),
-                });
-            }
-            match backoff.next_delay() {
-                Some(delay) => pause(delay),
-                None => return Err(error),
+            match next {
+                Next::Answered(e) => {
+                    self.in_flight = false;
+                    return Err(e);
+                }
+                Next::GiveUp(e) => {
+                    self.drop_connection();
+                    return Err(e);
+                }
+                Next::Retry(delay) => {
+                    self.drop_connection();
+                    pause(delay);
+                }
             }
         }
     }

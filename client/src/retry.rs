@@ -124,6 +124,61 @@ pub(crate) fn answer_retryable(e: &ClientError) -> bool {
     e.is_transport() || matches!(e, ClientError::Daemon(r) if r.code == ErrorCode::ShuttingDown)
 }
 
+/// What a reconnecting call does after an attempt failed: the one decision
+/// [`crate::Agent`] and [`crate::blocking::Agent`] share. How each keeps its connection (and
+/// the async one's in-flight flag) stays with the caller.
+#[derive(Debug)]
+pub(crate) enum Next {
+    /// The daemon answered with this error: the connection is in step, keep it, and return
+    /// the error.
+    Answered(ClientError),
+    /// The connection is done; return this error.
+    GiveUp(ClientError),
+    /// The connection is done; connect again after this delay and repeat the request.
+    Retry(Duration),
+}
+
+/// After the request could not be sent whole: it cannot have been carried out, so any
+/// transport failure is retried while `backoff` allows.
+pub(crate) fn after_send_failure(error: ClientError, backoff: &mut Backoff) -> Next {
+    if error.is_transport()
+        && let Some(delay) = backoff.next_delay()
+    {
+        return Next::Retry(delay);
+    }
+    Next::GiveUp(error)
+}
+
+/// After `request` was sent and no usable answer came back (`error`): the daemon's own
+/// answers are returned (except `shutting_down` to a request safe to repeat); transport
+/// failures are retried for requests safe to repeat while `backoff` allows, and reported as
+/// [`ClientError::Interrupted`] for the others.
+pub(crate) fn after_answer_failure(
+    request: &Request,
+    error: ClientError,
+    backoff: &mut Backoff,
+) -> Next {
+    let idempotent = is_idempotent(request);
+    if let ClientError::Daemon(_) = &error
+        && !(idempotent && answer_retryable(&error))
+    {
+        return Next::Answered(error);
+    }
+    if !answer_retryable(&error) {
+        return Next::GiveUp(error);
+    }
+    if !idempotent {
+        return Next::GiveUp(ClientError::Interrupted {
+            verb: request.verb(),
+            source: Box::new(error),
+        });
+    }
+    match backoff.next_delay() {
+        Some(delay) => Next::Retry(delay),
+        None => Next::GiveUp(error),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,5 +235,77 @@ mod tests {
         assert!(connect_retryable(&busy));
         let rejected = ClientError::Refused(ErrorReply::new(ErrorCode::PeerRejected, "no"));
         assert!(!connect_retryable(&rejected));
+    }
+
+    #[test]
+    fn after_a_lost_answer_only_safe_requests_are_repeated() {
+        use tokd_protocol::ErrorReply;
+        use tokd_protocol::verbs::{ping, refresh};
+        let ping = Request::Ping(ping::PingRequest {});
+        let refresh = Request::Refresh(refresh::RefreshRequest {
+            name: "s".into(),
+            wait_ms: 0,
+        });
+        let daemon = |code| ClientError::Daemon(ErrorReply::new(code, "said so"));
+        let decide = |request: &Request, error| {
+            after_answer_failure(request, error, &mut Backoff::new(RetryPolicy::NO_WAIT))
+        };
+
+        // The daemon's answers come back as they are, on a connection that stays.
+        assert!(matches!(
+            decide(&ping, daemon(ErrorCode::NotFound)),
+            Next::Answered(ClientError::Daemon(r)) if r.code == ErrorCode::NotFound
+        ));
+        assert!(matches!(
+            decide(&refresh, daemon(ErrorCode::ShuttingDown)),
+            Next::Answered(ClientError::Daemon(r)) if r.code == ErrorCode::ShuttingDown
+        ));
+        // A stopping daemon or a lost connection: a read is repeated at once…
+        assert!(matches!(
+            decide(&ping, daemon(ErrorCode::ShuttingDown)),
+            Next::Retry(d) if d.is_zero()
+        ));
+        assert!(matches!(decide(&ping, ClientError::Closed), Next::Retry(d) if d.is_zero()));
+        // … a change is not: it may have taken effect.
+        assert!(matches!(
+            decide(&refresh, ClientError::Closed),
+            Next::GiveUp(ClientError::Interrupted { verb: "refresh", source })
+                if matches!(*source, ClientError::Closed)
+        ));
+        // A timeout is not a transport failure: nothing is repeated.
+        let timeout = ClientError::Timeout(Duration::from_secs(1));
+        assert!(matches!(
+            decide(&ping, timeout),
+            Next::GiveUp(ClientError::Timeout(_))
+        ));
+        // Once the budget is spent, the last error is returned.
+        let mut backoff = Backoff::new(RetryPolicy::NO_WAIT);
+        assert!(matches!(
+            after_answer_failure(&ping, ClientError::Closed, &mut backoff),
+            Next::Retry(_)
+        ));
+        assert!(matches!(
+            after_answer_failure(&ping, ClientError::Closed, &mut backoff),
+            Next::GiveUp(ClientError::Closed)
+        ));
+    }
+
+    #[test]
+    fn a_request_that_was_not_sent_whole_is_repeated_while_the_budget_lasts() {
+        let mut backoff = Backoff::new(RetryPolicy::NO_WAIT);
+        assert!(matches!(
+            after_send_failure(ClientError::Closed, &mut backoff),
+            Next::Retry(d) if d.is_zero()
+        ));
+        assert!(matches!(
+            after_send_failure(ClientError::Closed, &mut backoff),
+            Next::GiveUp(ClientError::Closed)
+        ));
+        // Not a transport failure (the frame was too large, say): not repeated.
+        let mut backoff = Backoff::new(RetryPolicy::DEFAULT);
+        assert!(matches!(
+            after_send_failure(ClientError::Unexpected("x"), &mut backoff),
+            Next::GiveUp(ClientError::Unexpected("x"))
+        ));
     }
 }

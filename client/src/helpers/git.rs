@@ -29,14 +29,13 @@ pub struct GitRequest {
     pub host: Option<String>,
     /// The repository path; git sends it only with `credential.useHttpPath`.
     pub path: Option<String>,
-    /// The username, when git has one.
-    pub username: Option<String>,
     /// The password, on `store` and `erase`.
     pub password: Option<Secret>,
 }
 
 impl GitRequest {
-    /// Parses git's lines. Unknown keys (`capability[]`, `wwwauth[]`, …) are skipped; a later
+    /// Parses git's lines. Unknown keys (`capability[]`, `wwwauth[]`, …) are skipped, and so
+    /// is `username`: the answer's username comes from the mapping, never from git. A later
     /// key replaces an earlier one, as in git; `url=` fills in what the other keys leave out.
     ///
     /// # Errors
@@ -56,7 +55,6 @@ impl GitRequest {
                 "protocol" => req.protocol = Some(value),
                 "host" => req.host = Some(value),
                 "path" => req.path = Some(value),
-                "username" => req.username = Some(value),
                 "password" => req.password = Some(Secret::new(value)),
                 "url" => url = Some(value),
                 _ => {}
@@ -65,10 +63,10 @@ impl GitRequest {
         if let Some(url) = url {
             let (protocol, rest) = url.split_once("://").ok_or(GitProtocolError::BadUrl)?;
             let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-            let (user, host) = match authority.rsplit_once('@') {
-                Some((user, host)) => (Some(user.split(':').next().unwrap_or(user)), host),
-                None => (None, authority),
-            };
+            // `user[:password]@` is not part of the host.
+            let host = authority
+                .rsplit_once('@')
+                .map_or(authority, |(_user, host)| host);
             if protocol.is_empty() {
                 return Err(GitProtocolError::BadUrl);
             }
@@ -78,9 +76,6 @@ impl GitRequest {
             }
             if !path.is_empty() {
                 req.path.get_or_insert_with(|| path.to_owned());
-            }
-            if let Some(user) = user.filter(|u| !u.is_empty()) {
-                req.username.get_or_insert_with(|| user.to_owned());
             }
         }
         Ok(req)
@@ -122,6 +117,7 @@ mod tests {
 
     #[test]
     fn git_input_is_read_up_to_the_blank_line() {
+        // `username=` is accepted (and not used) like any other key git may send.
         let req = GitRequest::parse(
             "capability[]=authtype\nprotocol=https\nhost=GitHub.com\npath=acme/x.git\n\
              username=bob\nwwwauth[]=Basic realm=\"x\"\n\nhost=ignored\n",
@@ -129,7 +125,6 @@ mod tests {
         .expect("valid");
         assert_eq!(req.protocol.as_deref(), Some("https"));
         assert_eq!(req.host.as_deref(), Some("GitHub.com"));
-        assert_eq!(req.username.as_deref(), Some("bob"));
         assert!(req.password.is_none());
         assert_eq!(
             req.target(),
@@ -143,9 +138,9 @@ mod tests {
 
     #[test]
     fn url_fills_in_the_rest() {
+        // The url's user (and password) are not part of the host.
         let req =
             GitRequest::parse("url=https://me:pw@git.example.com:8443/a/b.git\n").expect("ok");
-        assert_eq!(req.username.as_deref(), Some("me"));
         assert_eq!(
             req.target(),
             Some(Target::new(

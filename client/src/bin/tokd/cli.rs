@@ -67,7 +67,7 @@ pub struct CompletionsArgs {
 }
 
 /// `tokd get`.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, PartialEq, Eq)]
 pub struct GetArgs {
     /// The session.
     pub name: String,

@@ -114,4 +114,29 @@ mod tests {
             assert!(parse_get(&args(line)).is_none(), "{line}");
         }
     }
+
+    /// What clap makes of `line`, which must be a `get`.
+    fn clap(line: &str) -> (Option<PathBuf>, GetArgs) {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from(args(line)).expect("clap accepts it");
+        match cli.command {
+            crate::cli::Command::Get(get) => (cli.socket, get),
+            other => panic!("{line}: not a get but {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_fast_path_reads_a_command_line_as_clap_does() {
+        // The fast path writes clap's defaults (10s, 10s, no output flag) out by hand; a
+        // default changed on one side only fails the first line.
+        for line in [
+            "tokd get work",
+            "tokd get work --min-valid 5m --wait 30s",
+            "tokd get --wait 0 work --json",
+            "tokd --socket /s get w --header --min-valid 90",
+            "tokd get w --socket /s --id-token --wait 1h30m",
+        ] {
+            assert_eq!(parse_get(&args(line)), Some(clap(line)), "{line}");
+        }
+    }
 }

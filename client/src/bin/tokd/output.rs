@@ -56,8 +56,8 @@ pub fn compact(ms: i64) -> String {
 pub fn relative(at_ms: Option<i64>, now: i64) -> String {
     match at_ms {
         None => "-".into(),
-        Some(t) if t >= now => format!("in {}", compact(t - now)),
-        Some(t) => format!("{} ago", compact(now - t)),
+        Some(t) if t >= now => format!("in {}", compact(t.saturating_sub(now))),
+        Some(t) => format!("{} ago", compact(now.saturating_sub(t))),
     }
 }
 
@@ -107,6 +107,9 @@ mod tests {
         assert_eq!(relative(Some(10_000), 0), "in 10s");
         assert_eq!(relative(Some(0), 180_000), "3m ago");
         assert_eq!(relative(None, 0), "-");
+        // Times a hostile or broken daemon could send do not overflow.
+        assert!(relative(Some(i64::MIN), 180_000).ends_with(" ago"));
+        assert!(relative(Some(i64::MAX), -180_000).starts_with("in "));
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub fn run(socket: &SocketPath, args: &GetArgs) -> CmdResult {
             "access_token": token.access_token.expose(),
             "token_type": token.token_type,
             "expires_at": token.expires_at_ms,
-            "expires_in": (token.expires_at_ms - now).max(0) / 1000,
+            "expires_in": token.expires_at_ms.saturating_sub(now).max(0) / 1000,
             "meets_min_valid": token.meets_min_valid,
         });
         format!("{json}\n")

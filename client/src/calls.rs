@@ -16,8 +16,9 @@ use tokd_protocol::{Request, Response};
 use crate::connection::millis;
 use crate::error::ClientError;
 
-/// How long a `get` may wait for a refresh it starts or joins (the CLI's `--wait` default).
-pub(crate) const GET_WAIT: Duration = Duration::from_secs(10);
+/// How long a `get` may wait for a refresh it starts or joins, unless told otherwise: the
+/// library's, the credential helpers' and the CLI's `--wait` default.
+pub const GET_WAIT: Duration = Duration::from_secs(10);
 /// How long `refresh` waits for the refresh to finish.
 pub(crate) const REFRESH_WAIT: Duration = Duration::from_secs(35);
 /// How long `add` and `logout` may take (they may talk to the provider).

@@ -56,6 +56,7 @@ pub mod reqwest;
 mod retry;
 
 pub use agent::{Agent, Watch};
+pub use calls::GET_WAIT;
 pub use connection::{Client, Stream};
 pub use error::ClientError;
 pub use retry::RetryPolicy;

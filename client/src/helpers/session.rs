@@ -16,7 +16,7 @@ use tokd_protocol::verbs::get::{GetRequest, TokenReply};
 pub const HELPER_MIN_VALID: Duration = Duration::from_secs(60);
 
 /// How long a `get` may wait for a refresh.
-const WAIT: Duration = Duration::from_secs(10);
+const WAIT: Duration = tokd::GET_WAIT;
 
 /// The session's token (and id_token when asked for), valid for `min_valid` if at all
 /// possible, over the blocking one-shot path.

@@ -26,7 +26,7 @@ pub fn parse_get(args: &[OsString]) -> Option<(Option<PathBuf>, GetArgs)> {
     let mut get = GetArgs {
         name: String::new(),
         min_valid: Duration::from_secs(10),
-        wait: Duration::from_secs(10),
+        wait: tokd::GET_WAIT,
         header: false,
         json: false,
         id_token: false,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer};
 use thiserror::Error;
 use tokd_protocol::Secret;
 use tokd_protocol::frame::DEFAULT_MAX_FRAME;
-use tokd_protocol::paths::{SocketPath, current_uid, resolve_with};
+use tokd_protocol::paths::{self, SocketPath, current_uid, resolve_with};
 
 /// Why the configuration could not be loaded. Each message names the file or variable.
 #[derive(Debug, Error)]
@@ -327,17 +327,10 @@ impl Config {
     /// # Errors
     /// See [`Config::load`].
     pub fn load_with(overrides: &Overrides, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
-        let config_home = xdg_dir(env, "XDG_CONFIG_HOME", ".config");
-        let explicit = overrides
-            .config_file
-            .clone()
-            .or_else(|| env("TOKD_CONFIG").map(PathBuf::from));
-        let (file, path) = match explicit {
-            Some(path) => (read_file(&path)?, Some(path)),
-            None => match config_home.as_ref().map(|d| d.join("tokd/config.toml")) {
-                Some(path) if path.exists() => (read_file(&path)?, Some(path)),
-                _ => (ConfigFile::default(), None),
-            },
+        let config_home = paths::config_home(env);
+        let (file, path) = match paths::config_file(overrides.config_file.as_deref(), env) {
+            Some((path, explicit)) if explicit || path.exists() => (read_file(&path)?, Some(path)),
+            _ => (ConfigFile::default(), None),
         };
         Self::resolve(file, path, overrides, env, config_home)
     }

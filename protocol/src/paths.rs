@@ -17,6 +17,10 @@ pub const SOCKET_ENV: &str = "TOKD_SOCKET";
 
 /// The socket's file name inside its directory.
 pub const SOCKET_FILE: &str = "tokd.sock";
+/// Environment variable naming the config file.
+pub const CONFIG_ENV: &str = "TOKD_CONFIG";
+/// The config file's name inside `$XDG_CONFIG_HOME/tokd/`.
+pub const CONFIG_FILE: &str = "config.toml";
 
 /// Where a resolved socket path came from; it decides which checks apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +131,32 @@ pub fn resolve_with(
     }
 }
 
+/// Where the config file is, for the daemon and the credential helpers alike: `flag`, else
+/// `$TOKD_CONFIG`, else `tokd/config.toml` in [`config_home`]. The flag says whether the file
+/// was named; a named file must exist, the default one may be absent. `None` when nothing
+/// says where the config home is. `env` gives a variable's value, `None` when unset or empty.
+pub fn config_file(
+    flag: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<(PathBuf, bool)> {
+    if let Some(path) = flag {
+        return Some((path.to_path_buf(), true));
+    }
+    if let Some(path) = env(CONFIG_ENV) {
+        return Some((PathBuf::from(path), true));
+    }
+    config_home(env).map(|home| (home.join("tokd").join(CONFIG_FILE), false))
+}
+
+/// `$XDG_CONFIG_HOME` when absolute (the XDG spec ignores relative ones), else
+/// `$HOME/.config`: where the config file and, by default, the store key live.
+pub fn config_home(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    env("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| env("HOME").map(|home| PathBuf::from(home).join(".config")))
+}
+
 /// This process's real uid.
 pub fn current_uid() -> u32 {
     rustix::process::getuid().as_raw()
@@ -202,6 +232,46 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), PathError> {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn the_config_file_is_the_flag_then_the_variable_then_the_config_home() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |key: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let all = env(&[
+            ("TOKD_CONFIG", "/env/c.toml"),
+            ("XDG_CONFIG_HOME", "/xdg"),
+            ("HOME", "/home/u"),
+        ]);
+        assert_eq!(
+            config_file(Some(Path::new("/flag.toml")), &all),
+            Some((PathBuf::from("/flag.toml"), true))
+        );
+        assert_eq!(
+            config_file(None, &all),
+            Some((PathBuf::from("/env/c.toml"), true))
+        );
+        assert_eq!(
+            config_file(
+                None,
+                &env(&[("XDG_CONFIG_HOME", "/xdg"), ("HOME", "/home/u")])
+            ),
+            Some((PathBuf::from("/xdg/tokd/config.toml"), false))
+        );
+        // A relative XDG_CONFIG_HOME is ignored, as the XDG spec says.
+        assert_eq!(
+            config_file(
+                None,
+                &env(&[("XDG_CONFIG_HOME", "rel"), ("HOME", "/home/u")])
+            ),
+            Some((PathBuf::from("/home/u/.config/tokd/config.toml"), false))
+        );
+        assert_eq!(config_file(None, &env(&[])), None);
+    }
 
     fn resolve(vars: &[(&str, &str)], flag: Option<&str>) -> SocketPath {
         let map: HashMap<String, OsString> = vars

@@ -121,7 +121,7 @@ impl HelperConfig {
         flag: Option<&Path>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<HelperConfig, ConfigError> {
-        let (path, explicit) = match locate(flag, env) {
+        let (path, explicit) = match tokd_protocol::paths::config_file(flag, env) {
             Some(found) => found,
             None => return Ok(HelperConfig::default()),
         };
@@ -169,20 +169,6 @@ impl HelperConfig {
 }
 
 /// The config file to read and whether it was named explicitly.
-fn locate(flag: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Option<(PathBuf, bool)> {
-    if let Some(path) = flag {
-        return Some((path.to_path_buf(), true));
-    }
-    if let Some(path) = env("TOKD_CONFIG") {
-        return Some((PathBuf::from(path), true));
-    }
-    let config_home = env("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| env("HOME").map(|home| PathBuf::from(home).join(".config")))?;
-    Some((config_home.join("tokd/config.toml"), false))
-}
-
 fn parse_helpers(helpers: &toml::Value) -> Result<Vec<Rule>, String> {
     let helpers = helpers
         .as_table()
@@ -503,35 +489,6 @@ mod tests {
                     .map(|(_, v)| (*v).to_owned())
             }
         };
-        let all = env(&[
-            ("TOKD_CONFIG", "/env/c.toml"),
-            ("XDG_CONFIG_HOME", "/xdg"),
-            ("HOME", "/home/u"),
-        ]);
-        assert_eq!(
-            locate(Some(Path::new("/flag.toml")), &all),
-            Some((PathBuf::from("/flag.toml"), true))
-        );
-        assert_eq!(
-            locate(None, &all),
-            Some((PathBuf::from("/env/c.toml"), true))
-        );
-        assert_eq!(
-            locate(
-                None,
-                &env(&[("XDG_CONFIG_HOME", "/xdg"), ("HOME", "/home/u")])
-            ),
-            Some((PathBuf::from("/xdg/tokd/config.toml"), false))
-        );
-        // A relative XDG_CONFIG_HOME is ignored, as the XDG spec says.
-        assert_eq!(
-            locate(
-                None,
-                &env(&[("XDG_CONFIG_HOME", "rel"), ("HOME", "/home/u")])
-            ),
-            Some((PathBuf::from("/home/u/.config/tokd/config.toml"), false))
-        );
-        assert_eq!(locate(None, &env(&[])), None);
         // A missing default file means no rules; a missing named file is an error.
         let nowhere = env(&[("XDG_CONFIG_HOME", "/nonexistent-tokd-test")]);
         let cfg = HelperConfig::load_with(None, &nowhere).expect("no file, no rules");

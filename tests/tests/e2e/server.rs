@@ -1,6 +1,6 @@
 //! The socket: permissions, peers, hostile bytes, limits.
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
@@ -169,17 +169,46 @@ fn watching(d: &TestDaemon) -> UnixStream {
     s
 }
 
-/// Whether the daemon has closed `s` (EOF or reset; a refusal frame counts too).
-fn closed_by_daemon(s: &mut UnixStream) -> bool {
+/// What became of a held connection, as its client sees it.
+#[derive(Debug, PartialEq, Eq)]
+enum Fate {
+    /// The daemon hung up without a word: EOF (or a reset). Eviction does exactly this
+    /// (`connection::serve` returns when the slot's evict token fires, sending nothing).
+    Closed,
+    /// Nothing to read: the connection is still open.
+    Open,
+    /// The daemon sent bytes (e.g. a handshake-timeout refusal): something other than
+    /// eviction happened.
+    Sent(Vec<u8>),
+}
+
+/// Reads `s` once: blocks for at most its read timeout, so a connection the daemon is about
+/// to close gets the time to be closed; a timeout means it is still open.
+fn fate(s: &mut UnixStream) -> Fate {
     let mut buf = [0u8; 64];
-    matches!(s.read(&mut buf), Ok(0) | Err(_))
+    match s.read(&mut buf) {
+        Ok(0) => Fate::Closed,
+        Ok(n) => Fate::Sent(buf[..n].to_vec()),
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Fate::Open,
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => Fate::Closed,
+        Err(e) => panic!("reading a held connection: {e}"),
+    }
+}
+
+/// [`fate`] without waiting: whether `s` is open at this moment.
+fn fate_now(s: &mut UnixStream) -> Fate {
+    s.set_nonblocking(true).expect("nonblocking");
+    let fate = fate(s);
+    s.set_nonblocking(false).expect("blocking");
+    fate
 }
 
 #[test]
 fn at_the_cap_ungreeted_then_idle_connections_make_room_never_streams() {
+    // A handshake timeout far beyond the test, so only eviction can close an ungreeted
+    // connection (and an idle timeout of 300 s by default, so only eviction closes an idle one).
     let d = TestDaemon::start_with(&format!(
-        "max_connections = 16
-{}",
+        "max_connections = 16\nhandshake_timeout = \"60s\"\n{}",
         tokd_e2e::DEFAULT_PROVIDERS
     ))
     .expect("daemon starts");
@@ -191,9 +220,15 @@ fn at_the_cap_ungreeted_then_idle_connections_make_room_never_streams() {
     // Each newcomer evicts the oldest ungreeted connection, not an idle or streaming one.
     let got = d.get("work", &[]).expect("a client at the cap is served");
     assert_eq!(got, "at-cap");
-    assert!(
-        closed_by_daemon(&mut silent[0]),
+    assert_eq!(
+        fate(&mut silent[0]),
+        Fate::Closed,
         "the oldest ungreeted made room"
+    );
+    assert_eq!(
+        fate_now(&mut silent[7]),
+        Fate::Open,
+        "the newest ungreeted stays"
     );
     for s in &mut idle {
         assert!(
@@ -208,8 +243,20 @@ fn at_the_cap_ungreeted_then_idle_connections_make_room_never_streams() {
     assert!(pings(&mut idle[newest_idle_first]), "recently used: kept");
     let got = d.get("work", &[]).expect("served again");
     assert_eq!(got, "at-cap");
-    assert!(closed_by_daemon(&mut idle[0]), "the longest idle made room");
+    assert_eq!(
+        fate(&mut idle[0]),
+        Fate::Closed,
+        "the longest idle made room"
+    );
     assert!(fresh.iter_mut().all(pings), "the fresh ones are kept");
+    let log = d.log();
+    for phase in ["phase=Greeting", "phase=Idle"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("evicted a connection") && l.contains(phase)),
+            "no eviction with {phase} in the log:\n{log}"
+        );
+    }
     // The watch stream was never touched: it still delivers events.
     d.add("other", &token_response("at-other", "rt-other", 3600));
     watch

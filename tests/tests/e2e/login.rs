@@ -237,10 +237,37 @@ fn ctrl_c_cancels_a_login_cleanly() {
                 .then_some(())
         },
     );
-    // Approving now changes nothing: the daemon stopped polling and stored nothing.
-    let _ = idp.approve_device(&code);
+    // Approving now changes nothing: the daemon stopped polling and stored nothing. A second
+    // login, polling at the same interval, is the clock: once the provider has counted four
+    // more polls, at least two of them that login's, a poller of the cancelled login would
+    // have polled (and got the tokens) at least once after the approval.
+    let mut probe = spawn(&d, &["login", "probe", "--provider", "idp"]);
+    let probe_code = read_prompt(&mut probe, user_code);
+    idp.approve_device(&code)
+        .expect("the cancelled login's code is still pending");
+    let approved_at = idp.stats().expect("stats").device_code_requests;
+    tokd_e2e::wait_for(
+        std::time::Duration::from_secs(30),
+        "polls of the other login after the approval",
+        || (idp.stats().expect("stats").device_code_requests >= approved_at + 4).then_some(()),
+    );
+    assert_eq!(
+        d.tokd(&["get", "work"]).status.code(),
+        Some(4),
+        "the cancelled login stored a session"
+    );
+    let logged_in = |name: &str| {
+        d.log()
+            .lines()
+            .any(|l| l.contains("event=\"logged_in\"") && l.contains(&format!("session={name} ")))
+    };
+    assert!(!logged_in("work"), "{}", d.log());
+    // The other login was polled all along and completes.
+    idp.approve_device(&probe_code).expect("approve");
+    assert_eq!(finish(probe).0, Some(0));
+    assert!(d.get("probe", &[]).is_ok());
+    assert!(logged_in("probe"), "{}", d.log());
     assert_eq!(d.tokd(&["get", "work"]).status.code(), Some(4));
-    assert!(d.tokd(&["status"]).status.success(), "the daemon serves on");
 }
 
 #[test]

@@ -7,7 +7,7 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -175,8 +175,10 @@ fn expect_ping(s: &mut UnixStream) -> Outcome {
 }
 
 /// A well-formed client gets its token promptly; the daemon is alive and has not panicked.
+/// "Promptly" is the socket's read timeout (`PROMPT`): the hello and the get must each be
+/// answered before it runs out (`greeted` and `next_answer` fail the case on a timeout), and
+/// the answer must be the cached token, which needs no refresh to wait for.
 fn healthy(d: &TestDaemon) -> Outcome {
-    let started = Instant::now();
     let mut s = greeted(d)?;
     let get = Request::Get(get::GetRequest {
         name: SESSION.into(),
@@ -187,17 +189,18 @@ fn healthy(d: &TestDaemon) -> Outcome {
     s.write_all(&frame(&encode_payload(&get).expect("payload")))
         .map_err(|e| TestCaseError::fail(format!("writing a get: {e}")))?;
     match next_answer(&mut s)? {
-        Some(Response::Token(t)) => check!(
-            t.access_token.expose() == TOKEN,
-            "a good client got another token"
-        ),
+        Some(Response::Token(t)) => {
+            check!(
+                t.access_token.expose() == TOKEN,
+                "a good client got another token"
+            );
+            check!(
+                t.meets_min_valid,
+                "a good client was served a token that does not meet its min_valid: {t:?}"
+            );
+        }
         other => check!(false, "a good client was not served: {other:?}"),
     }
-    check!(
-        started.elapsed() < PROMPT,
-        "a good client waited {:?}",
-        started.elapsed()
-    );
     check!(daemon_alive(d), "the daemon process is gone");
     check!(
         !d.log().contains("panicked"),

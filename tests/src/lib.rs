@@ -538,14 +538,32 @@ pub fn probe(socket: &Path) -> bool {
 pub fn hello_answer(socket: &Path) -> Result<HelloAck> {
     let mut stream = UnixStream::connect(socket)?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    greet(&mut stream)
+}
+
+/// A framed hello of the current protocol version, as the tests' client sends it.
+///
+/// # Panics
+/// Never in practice: a hello is far below the frame limit.
+pub fn hello_frame() -> Vec<u8> {
     let mut out = Vec::new();
     encode_frame(
         &Hello::current("tokd-e2e").encode(),
         DEFAULT_MAX_FRAME,
         &mut out,
-    )?;
-    stream.write_all(&out)?;
-    let ack = read_frame_blocking(&mut stream, DEFAULT_MAX_FRAME)?;
+    )
+    .expect("a hello fits in a frame");
+    out
+}
+
+/// Sends a current hello on `stream` and returns the daemon's answer (within the stream's
+/// read timeout).
+///
+/// # Errors
+/// Connection and protocol failures.
+pub fn greet(stream: &mut UnixStream) -> Result<HelloAck> {
+    stream.write_all(&hello_frame())?;
+    let ack = read_frame_blocking(stream, DEFAULT_MAX_FRAME)?;
     Ok(HelloAck::decode(&ack)?)
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use tokd_e2e::{TestDaemon, token_response};
+use tokd_e2e::{TestDaemon, greet, token_response};
 use tokd_protocol::frame::{
     DEFAULT_MAX_FRAME, HEADER_LEN, MAX_RESPONSE_FRAME, decode_frame, decode_payload, encode_frame,
     encode_payload, read_frame_blocking,
@@ -96,19 +96,10 @@ fn frame(payload: &[u8]) -> Vec<u8> {
     out
 }
 
-fn hello_frame() -> Vec<u8> {
-    frame(&Hello::current("tokd-e2e-fuzz").encode())
-}
-
-/// A connection that has said hello and read the daemon's acceptance.
+/// A connection that has said hello and read the daemon's acceptance (within `PROMPT`).
 fn greeted(d: &TestDaemon) -> Result<UnixStream, TestCaseError> {
     let mut s = connect(d);
-    s.write_all(&hello_frame())
-        .map_err(|e| TestCaseError::fail(format!("writing the hello: {e}")))?;
-    let ack = read_frame_blocking(&mut s, DEFAULT_MAX_FRAME)
-        .map_err(|e| TestCaseError::fail(format!("no hello answer: {e}")))?;
-    let ack = HelloAck::decode(&ack)
-        .map_err(|e| TestCaseError::fail(format!("bad hello answer: {e}")))?;
+    let ack = greet(&mut s).map_err(|e| TestCaseError::fail(format!("saying hello: {e:#}")))?;
     check!(ack.outcome.is_ok(), "hello refused: {:?}", ack.outcome);
     Ok(s)
 }

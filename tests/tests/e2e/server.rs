@@ -5,7 +5,7 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use tokd_e2e::{TestDaemon, hello_answer, stderr, stdout, token_response};
+use tokd_e2e::{TestDaemon, greet, hello_answer, hello_frame, stderr, stdout, token_response};
 use tokd_protocol::frame::{
     DEFAULT_MAX_FRAME, MAX_RESPONSE_FRAME, decode_payload, encode_frame, encode_message,
     read_frame_blocking,
@@ -46,8 +46,7 @@ fn garbage_does_not_stop_the_daemon() {
 
     // A valid hello, then a frame of random bytes: `invalid`, and the connection goes on.
     let mut s = connect(&d);
-    let mut out = Vec::new();
-    encode_frame(&Hello::current("e2e").encode(), DEFAULT_MAX_FRAME, &mut out).expect("frame");
+    let mut out = hello_frame();
     encode_frame(
         &[0xde, 0xad, 0xbe, 0xef, 0x99, 0x01],
         DEFAULT_MAX_FRAME,
@@ -64,8 +63,7 @@ fn garbage_does_not_stop_the_daemon() {
 
     // An oversize frame header: `too_large`, then the daemon hangs up.
     let mut s = connect(&d);
-    let mut out = Vec::new();
-    encode_frame(&Hello::current("e2e").encode(), DEFAULT_MAX_FRAME, &mut out).expect("frame");
+    let mut out = hello_frame();
     out.extend_from_slice(&u32::MAX.to_be_bytes());
     s.write_all(&out).expect("write");
     let _ack = read_frame_blocking(&mut s, DEFAULT_MAX_FRAME).expect("ack");
@@ -137,11 +135,8 @@ fn handshake_timeout_and_connection_cap() {
 /// A connection that has said hello and read the daemon's acceptance.
 fn greeted(d: &TestDaemon) -> UnixStream {
     let mut s = connect(d);
-    let mut out = Vec::new();
-    encode_frame(&Hello::current("e2e").encode(), DEFAULT_MAX_FRAME, &mut out).expect("frame");
-    s.write_all(&out).expect("write");
-    let ack = read_frame_blocking(&mut s, DEFAULT_MAX_FRAME).expect("ack");
-    assert!(HelloAck::decode(&ack).expect("layout").outcome.is_ok());
+    let ack = greet(&mut s).expect("a hello answer");
+    assert!(ack.outcome.is_ok(), "{:?}", ack.outcome);
     s
 }
 
@@ -286,13 +281,7 @@ fn five_thousand_idle_connections_slow_writers_and_half_open_sockets_do_not_stop
     let d = TestDaemon::start().expect("daemon starts");
     d.add("work", &token_response("at-flood", "rt-flood", 3600));
     let mut held = Vec::new();
-    let mut hello = Vec::new();
-    encode_frame(
-        &Hello::current("e2e").encode(),
-        DEFAULT_MAX_FRAME,
-        &mut hello,
-    )
-    .expect("frame");
+    let hello = hello_frame();
     for i in 0..5000 {
         let Ok(mut s) = UnixStream::connect(d.socket()) else {
             // The test's own descriptor limit; the daemon is what is under test.

@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use tokd_e2e::idp::TestIdp;
-use tokd_e2e::{TestDaemon, idp_provider, isolate_env, stderr, stdout};
+use tokd_e2e::{TestDaemon, idp_provider, isolate_env, refresh_token_of, stderr, stdout};
 
 fn idp() -> TestIdp {
     let idp = TestIdp::start().expect("the test provider starts");
@@ -158,8 +158,7 @@ fn a_session_that_needs_login_is_healthy_again_after_one() {
         Some(&minted),
     );
     assert!(out.status.success());
-    let v: serde_json::Value = serde_json::from_str(&minted).expect("json");
-    idp.revoke_grant(v["refresh_token"].as_str().expect("rt"))
+    idp.revoke_grant(&refresh_token_of(&minted))
         .expect("revoke");
     assert_eq!(d.tokd(&["refresh", "work"]).status.code(), Some(1));
     assert_eq!(d.session_json("work")["state"], "needs_login");

@@ -381,28 +381,44 @@ impl TestDaemon {
         self.tokd_with_stdin(args, None)
     }
 
+    /// A `tokd ARGS…` command against this daemon, with a clean environment.
+    fn tokd_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&binaries().tokd);
+        cmd.arg("--socket").arg(self.socket()).args(args);
+        isolate_env(&mut cmd, self.dir.path());
+        cmd
+    }
+
     /// Starts `tokd ARGS…` in the background (output discarded), e.g. a `refresh` that the
     /// test interrupts.
     ///
     /// # Panics
     /// When the binary cannot be started.
     pub fn spawn_tokd(&self, args: &[&str]) -> Child {
-        let mut cmd = Command::new(&binaries().tokd);
-        cmd.arg("--socket").arg(self.socket()).args(args);
-        isolate_env(&mut cmd, self.dir.path());
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+        self.spawn_tokd_with(args, Stdio::null)
+    }
+
+    /// Starts `tokd ARGS…` in the background with stdout and stderr piped, for a test that
+    /// reads what it says while it runs (`login` prompts, `watch` events).
+    ///
+    /// # Panics
+    /// When the binary cannot be started.
+    pub fn spawn_tokd_piped(&self, args: &[&str]) -> Child {
+        self.spawn_tokd_with(args, Stdio::piped)
+    }
+
+    fn spawn_tokd_with(&self, args: &[&str], output: fn() -> Stdio) -> Child {
+        self.tokd_command(args)
+            .stdin(Stdio::null())
+            .stdout(output())
+            .stderr(output())
             .spawn()
             .expect("starting tokd")
     }
 
     /// Runs `tokd ARGS…` with `stdin` piped in.
     pub fn tokd_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut cmd = Command::new(&binaries().tokd);
-        cmd.arg("--socket").arg(self.socket()).args(args);
-        isolate_env(&mut cmd, self.dir.path());
-        run_with_stdin(cmd, stdin)
+        run_with_stdin(self.tokd_command(args), stdin)
     }
 
     /// Imports a session of provider `corp` from a token-response JSON; panics with the

@@ -136,14 +136,7 @@ fn every_command_says_when_the_daemon_is_not_running() {
 fn watch_reports_added_and_removed() {
     use std::io::{BufRead, BufReader};
     let d = TestDaemon::start().expect("daemon starts");
-    let mut cmd = std::process::Command::new(&tokd_e2e::binaries().tokd);
-    cmd.arg("--socket")
-        .arg(d.socket())
-        .args(["watch", "--json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    isolate_env(&mut cmd, d.dir.path());
-    let mut watcher = cmd.spawn().expect("watch starts");
+    let mut watcher = d.spawn_tokd_piped(&["watch", "--json"]);
     let mut lines = BufReader::new(watcher.stdout.take().expect("stdout")).lines();
     // `tokd watch` says on stderr once the daemon has subscribed it: the readiness signal.
     let mut notice = String::new();

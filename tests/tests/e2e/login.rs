@@ -2,10 +2,10 @@
 //! approves the code as the user would) and the browser flow (the test plays the browser).
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 
 use tokd_e2e::idp::TestIdp;
-use tokd_e2e::{TestDaemon, idp_provider, isolate_env, refresh_token_of, stderr, stdout};
+use tokd_e2e::{TestDaemon, idp_provider, refresh_token_of, stderr, stdout};
 
 fn idp() -> TestIdp {
     let idp = TestIdp::start().expect("the test provider starts");
@@ -15,18 +15,6 @@ fn idp() -> TestIdp {
 
 fn daemon(idp: &TestIdp) -> TestDaemon {
     TestDaemon::start_with(&idp_provider("idp", idp.issuer(), "")).expect("daemon starts")
-}
-
-/// Starts `tokd ARGS…` with stdout and stderr piped.
-fn spawn(d: &TestDaemon, args: &[&str]) -> Child {
-    let mut cmd = Command::new(&tokd_e2e::binaries().tokd);
-    cmd.arg("--socket").arg(d.socket()).args(args);
-    isolate_env(&mut cmd, d.dir.path());
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("tokd starts")
 }
 
 /// Reads the child's stderr until a line satisfies `pick`; returns what it picked.
@@ -71,10 +59,8 @@ fn finish(child: Child) -> (Option<i32>, String) {
 fn device_flow_logs_in_and_the_session_refreshes() {
     let idp = idp();
     let d = daemon(&idp);
-    let mut login = spawn(
-        &d,
-        &["login", "work", "--provider", "idp", "--attr", "team=core"],
-    );
+    let mut login =
+        d.spawn_tokd_piped(&["login", "work", "--provider", "idp", "--attr", "team=core"]);
     let code = read_prompt(&mut login, user_code);
     idp.approve_device(&code).expect("approve");
     let (status, out) = finish(login);
@@ -98,7 +84,7 @@ fn device_flow_logs_in_and_the_session_refreshes() {
 fn a_denied_device_login_is_a_clear_error() {
     let idp = idp();
     let d = daemon(&idp);
-    let mut login = spawn(&d, &["login", "work", "--provider", "idp"]);
+    let mut login = d.spawn_tokd_piped(&["login", "work", "--provider", "idp"]);
     let code = read_prompt(&mut login, user_code);
     idp.deny_device(&code).expect("deny");
     let out = login.wait_with_output().expect("exits");
@@ -120,17 +106,14 @@ fn a_denied_device_login_is_a_clear_error() {
 fn browser_flow_with_pkce_logs_in() {
     let idp = idp();
     let d = daemon(&idp);
-    let mut login = spawn(
-        &d,
-        &[
-            "login",
-            "web",
-            "--provider",
-            "idp",
-            "--browser",
-            "--no-browser",
-        ],
-    );
+    let mut login = d.spawn_tokd_piped(&[
+        "login",
+        "web",
+        "--provider",
+        "idp",
+        "--browser",
+        "--no-browser",
+    ]);
     let url = read_prompt(&mut login, login_url);
     assert!(url.contains("code_challenge_method=S256"), "{url}");
     assert!(
@@ -164,7 +147,7 @@ fn a_session_that_needs_login_is_healthy_again_after_one() {
     assert_eq!(d.session_json("work")["state"], "needs_login");
     assert_eq!(d.tokd(&["status"]).status.code(), Some(1), "status says so");
 
-    let mut login = spawn(&d, &["login", "work", "--provider", "idp"]);
+    let mut login = d.spawn_tokd_piped(&["login", "work", "--provider", "idp"]);
     let code = read_prompt(&mut login, user_code);
     idp.approve_device(&code).expect("approve");
     assert_eq!(finish(login).0, Some(0));
@@ -205,7 +188,7 @@ fn watch_json_shows_a_refresh() {
         &idp.mint("tokd-test", "openid offline_access api")
             .expect("mint"),
     );
-    let mut watch = spawn(&d, &["watch", "--json"]);
+    let mut watch = d.spawn_tokd_piped(&["watch", "--json"]);
     read_prompt(&mut watch, |l| l.contains("watching").then(String::new));
     let mut lines = BufReader::new(watch.stdout.take().expect("stdout")).lines();
     assert!(d.tokd(&["refresh", "work"]).status.success());
@@ -222,7 +205,7 @@ fn watch_json_shows_a_refresh() {
 fn ctrl_c_cancels_a_login_cleanly() {
     let idp = idp();
     let d = daemon(&idp);
-    let mut login = spawn(&d, &["login", "work", "--provider", "idp"]);
+    let mut login = d.spawn_tokd_piped(&["login", "work", "--provider", "idp"]);
     let code = read_prompt(&mut login, user_code);
     let pid = rustix::process::Pid::from_raw(i32::try_from(login.id()).expect("pid")).expect("pid");
     rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("SIGINT");
@@ -240,7 +223,7 @@ fn ctrl_c_cancels_a_login_cleanly() {
     // login, polling at the same interval, is the clock: once the provider has counted four
     // more polls, at least two of them that login's, a poller of the cancelled login would
     // have polled (and got the tokens) at least once after the approval.
-    let mut probe = spawn(&d, &["login", "probe", "--provider", "idp"]);
+    let mut probe = d.spawn_tokd_piped(&["login", "probe", "--provider", "idp"]);
     let probe_code = read_prompt(&mut probe, user_code);
     idp.approve_device(&code)
         .expect("the cancelled login's code is still pending");
@@ -274,7 +257,7 @@ fn the_device_flow_honours_slow_down() {
     let idp = idp();
     idp.set_device_slow_down(1).expect("slow_down once");
     let d = daemon(&idp);
-    let mut login = spawn(&d, &["login", "work", "--provider", "idp"]);
+    let mut login = d.spawn_tokd_piped(&["login", "work", "--provider", "idp"]);
     let code = read_prompt(&mut login, user_code);
     idp.approve_device(&code).expect("approve");
     assert_eq!(finish(login).0, Some(0));

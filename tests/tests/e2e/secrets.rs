@@ -6,13 +6,13 @@
 //! commands that must show no token, and the raw bytes of the state directory.
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokd_e2e::idp::TestIdp;
-use tokd_e2e::{Launch, TestDaemon, idp_provider, isolate_env, snapshot, token_response, wait_for};
+use tokd_e2e::{Launch, TestDaemon, idp_provider, snapshot, token_response, wait_for};
 
 /// The test provider's client secret (`idp_provider` configures it).
 const CLIENT_SECRET: &str = "tokd-test-secret";
@@ -87,15 +87,7 @@ type Buffer = Arc<Mutex<String>>;
 
 impl Watched {
     fn spawn(d: &TestDaemon, args: &[&str]) -> Watched {
-        let mut cmd = Command::new(&tokd_e2e::binaries().tokd);
-        cmd.arg("--socket").arg(d.socket()).args(args);
-        isolate_env(&mut cmd, d.dir.path());
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("tokd starts");
+        let mut child = d.spawn_tokd_piped(args);
         let (tx, lines) = mpsc::channel();
         let stdout = Arc::new(Mutex::new(String::new()));
         let stderr = Arc::new(Mutex::new(String::new()));

@@ -3,11 +3,11 @@
 //! device authorization grant, the authorization code flow with PKCE to a loopback redirect
 //! URI, revocation. These tests talk to it directly over http; no daemon is involved.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Barrier};
+use std::io::Read;
+use std::sync::{Arc, Barrier, Mutex, PoisonError};
 
 use serde_json::Value;
+use tokd_e2e::httpd::{Request, Response, Server};
 use tokd_e2e::idp::{IdpStats, TestIdp, base64url, basic_auth};
 
 const SECRET: &str = "tokd-test-secret";
@@ -551,51 +551,33 @@ fn query_param(target: &str, name: &str) -> Option<String> {
 struct CallbackRequest {
     /// The request target, `/callback?code=...&state=...&iss=...`.
     target: String,
-    /// The header lines.
-    headers: Vec<String>,
 }
 
-/// A one-shot stand-in for the daemon's loopback redirect URI: accepts one connection on
-/// `http://127.0.0.1:<ephemeral port>/callback`, reads the request, answers 200 "closed".
+/// A stand-in for the daemon's loopback redirect URI: the harness's [`Server`] on
+/// `http://127.0.0.1:<ephemeral port>/callback`, answering 200 "closed" and keeping each
+/// request.
 struct Callback {
     redirect_uri: String,
-    request: std::thread::JoinHandle<CallbackRequest>,
+    requests: Arc<Mutex<Vec<Request>>>,
+    /// Serves until the callback is dropped.
+    _server: Server,
 }
 
 impl Callback {
     fn listen() -> Callback {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("binding the callback listener");
-        let port = listener.local_addr().expect("callback address").port();
-        let request = std::thread::spawn(move || {
-            let (mut stream, _) = listener.accept().expect("accepting the browser");
-            let mut reader = BufReader::new(stream.try_clone().expect("cloning the stream"));
-            let mut line = String::new();
-            reader
-                .read_line(&mut line)
-                .expect("reading the request line");
-            let mut headers = Vec::new();
-            loop {
-                let mut header = String::new();
-                let n = reader.read_line(&mut header).expect("reading a header");
-                if n == 0 || header.trim_end().is_empty() {
-                    break;
-                }
-                headers.push(header.trim_end().to_owned());
-            }
-            stream
-                .write_all(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\
-                      Connection: close\r\n\r\nclosed",
-                )
-                .expect("answering the browser");
-            let mut parts = line.split(' ');
-            assert_eq!(parts.next(), Some("GET"), "{line}");
-            let target = parts.next().expect("a request target").to_owned();
-            CallbackRequest { target, headers }
-        });
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&requests);
+        let server = Server::start(move |request| {
+            kept.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(request.clone());
+            Response::new(200, "closed").header("Content-Type", "text/plain")
+        })
+        .expect("the callback server starts");
         Callback {
-            redirect_uri: format!("http://127.0.0.1:{port}/callback"),
-            request,
+            redirect_uri: format!("http://127.0.0.1:{}/callback", server.port()),
+            requests,
+            _server: server,
         }
     }
 
@@ -606,21 +588,23 @@ impl Callback {
             .play_browser(url)
             .unwrap_or_else(|e| panic!("{e:#}\n{}", idp.log()));
         assert_eq!(body, "closed", "the callback's answer is the final body");
-        let request = self.request.join().expect("the callback thread");
+        let requests =
+            std::mem::take(&mut *self.requests.lock().unwrap_or_else(PoisonError::into_inner));
+        let [request] = requests.as_slice() else {
+            panic!("one request at the callback, not {requests:?}");
+        };
+        assert_eq!(request.method, "GET", "{request:?}");
+        let target = format!("{}?{}", request.path, request.query);
         assert!(
-            request.target.starts_with("/callback?"),
-            "{}",
-            request.target
+            request.path == "/callback" && !request.query.is_empty(),
+            "{target}"
         );
         assert!(
-            !request
-                .headers
-                .iter()
-                .any(|h| h.to_ascii_lowercase().starts_with("cookie:")),
+            request.header("cookie").is_none(),
             "the provider's cookies stay with the provider: {:?}",
             request.headers
         );
-        request
+        CallbackRequest { target }
     }
 }
 

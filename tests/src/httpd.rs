@@ -71,8 +71,6 @@ impl Response {
 /// What the server was asked, for assertions.
 #[derive(Debug, Clone)]
 pub struct Seen {
-    /// The method.
-    pub method: String,
     /// The path.
     pub path: String,
     /// The `Authorization` header, if any.
@@ -162,11 +160,6 @@ impl Server {
         self.addr.port()
     }
 
-    /// `http://127.0.0.1:PORT`.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
     /// Every request answered so far, in order.
     pub fn seen(&self) -> Vec<Seen> {
         self.seen
@@ -195,7 +188,6 @@ fn serve(conn: Box<dyn Connection>, handler: &Handler, seen: &Mutex<Vec<Seen>>) 
         seen.lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(Seen {
-                method: request.method.clone(),
                 path: request.path.clone(),
                 authorization: request.header("authorization").map(str::to_owned),
                 status: response.status,

@@ -141,6 +141,25 @@ fn notify_ready_watchdog_status_and_stopping() {
     let seen = read_until(&sock, "STATUS=1 session, 1 healthy, 0 need a login");
     assert!(!seen.iter().any(|m| m.contains("at-notify")));
 
+    // A reload is bracketed: RELOADING=1 (with the monotonic time) when it begins, READY=1
+    // when it is over, for a config that is taken and for one that is rejected.
+    for broken in [false, true] {
+        if broken {
+            std::fs::write(d.config_path(), "[daemon\nnot toml").expect("break the config");
+        }
+        d.signal(Signal::HUP);
+        let seen = read_until(&sock, "RELOADING=1");
+        let reloading = seen.last().expect("reloading");
+        assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
+        let seen = read_until(&sock, "READY=1");
+        let ready = seen.last().expect("ready after the reload");
+        assert!(
+            ready.contains("STATUS=1 session, 1 healthy, 0 need a login"),
+            "broken config {broken}: {ready}"
+        );
+    }
+    assert_eq!(d.get("work", &[]), Ok("at-notify".to_owned()));
+
     d.signal(Signal::TERM);
     read_until(&sock, "STOPPING=1");
     let status = d.wait_exit().expect("exits");

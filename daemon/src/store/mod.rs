@@ -323,9 +323,7 @@ impl Store {
             write_keycheck(&cipher, &state_dir)?;
         }
 
-        let db = sled_config(&db_path)
-            .open()
-            .map_err(|e| map_sled_open_error(e, &state_dir))?;
+        let db = open_sled(&db_path, &state_dir)?;
         let open_error = |e| corrupt_at_open(e, &state_dir);
         let sessions = db.open_tree(SESSIONS_TREE).map_err(open_error)?;
         let quarantine = db.open_tree(QUARANTINE_TREE).map_err(open_error)?;
@@ -710,6 +708,28 @@ fn sled_config(db_path: &Path) -> sled::Config {
         .path(db_path)
         .cache_capacity(CACHE_CAPACITY)
         .flush_every_ms(None)
+}
+
+/// How long [`open_sled`] waits for the file lock of a store this process just closed.
+const SLED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens sled, under the state directory's lock (so no other store holds this directory).
+/// sled's own file lock can still be held for a moment by a store this process has just
+/// dropped: its I/O threads finish a write-out after the last handle is gone (sled's own
+/// tests wait for that lock for the same reason). That lock is waited for, boundedly.
+fn open_sled(db_path: &Path, state_dir: &Path) -> Result<sled::Db, StoreError> {
+    let deadline = std::time::Instant::now() + SLED_LOCK_WAIT;
+    loop {
+        match sled_config(db_path).open() {
+            Ok(db) => return Ok(db),
+            Err(e) => match map_sled_open_error(e, state_dir) {
+                StoreError::Locked { .. } if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => return Err(other),
+            },
+        }
+    }
 }
 
 /// sled reports its own lock conflict as an opaque I/O error; recognise it.

@@ -94,7 +94,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 /// Opens the store's sled database directly (the store must be closed).
 fn raw_db(opts: &StoreOptions) -> sled::Db {
-    sled::open(opts.state_dir.join(DB_DIR)).expect("raw sled open")
+    open_sled(&opts.state_dir.join(DB_DIR), &opts.state_dir).expect("raw sled open")
 }
 
 fn key_cipher(opts: &StoreOptions) -> RecordCipher {

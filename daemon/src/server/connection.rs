@@ -9,7 +9,7 @@ use tokd_protocol::frame::{MAX_RESPONSE_FRAME, decode_request, encode_payload};
 use tokd_protocol::hello::{Hello, HelloAck, PROTOCOL_MAJOR, compatibility};
 use tokd_protocol::{ErrorCode, ErrorReply, ProtocolError, Request, Response};
 use tokio::net::UnixStream;
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
@@ -96,23 +96,39 @@ pub async fn serve(
     }
     tracing::trace!(peer_pid = ?pid, client = %hello.client_name, "client connected");
 
+    // Per connection, not per request: the cancellation waits stay registered across
+    // requests, and the idle timer is only moved when it fires early (it fires at most once
+    // per idle timeout, and a request only notes the time), so a busy connection never
+    // touches the timer wheel.
+    let stopping = shutdown.cancelled();
+    let evicted = slot.evicted().cancelled();
+    let idle = tokio::time::sleep(limits.idle_timeout);
+    tokio::pin!(stopping, evicted, idle);
+    let mut last_request = Instant::now();
     loop {
         slot.set(Phase::Idle);
-        let next = tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = slot.evicted().cancelled() => {
-                tracing::trace!(peer_pid = ?pid, "evicted an idle connection at the cap");
-                return;
+        let next = loop {
+            tokio::select! {
+                () = &mut stopping => return,
+                () = &mut evicted => {
+                    tracing::trace!(peer_pid = ?pid, "evicted an idle connection at the cap");
+                    return;
+                }
+                r = conn.next() => break r,
+                () = &mut idle => {
+                    let deadline = last_request + limits.idle_timeout;
+                    if Instant::now() >= deadline {
+                        tracing::trace!(peer_pid = ?pid, "closing idle connection");
+                        return;
+                    }
+                    idle.as_mut().reset(deadline);
+                }
             }
-            r = timeout(limits.idle_timeout, conn.next()) => r,
         };
+        last_request = Instant::now();
         let payload = match next {
-            Err(_) => {
-                tracing::trace!(peer_pid = ?pid, "closing idle connection");
-                return;
-            }
-            Ok(None) => return,
-            Ok(Some(Err(e))) => {
+            None => return,
+            Some(Err(e)) => {
                 // The framing itself is broken (oversize, truncated): nothing after this
                 // point can be trusted, so answer once and hang up.
                 tracing::debug!(peer_pid = ?pid, error = %e, "dropping connection after a framing error");
@@ -124,7 +140,7 @@ pub async fn serve(
                 .await;
                 return;
             }
-            Ok(Some(Ok(payload))) => payload,
+            Some(Ok(payload)) => payload,
         };
         slot.set(Phase::Working);
         let request: Request = match decode_request(&payload) {

@@ -132,6 +132,25 @@ fn handshake_timeout_and_connection_cap() {
     drop(held);
 }
 
+#[test]
+fn the_idle_timeout_counts_from_the_last_request() {
+    let d = TestDaemon::start_with(&format!(
+        "idle_timeout = \"2s\"\n{}",
+        tokd_e2e::DEFAULT_PROVIDERS
+    ))
+    .expect("daemon starts");
+    let mut busy = greeted(&d);
+    // Requests every 200 ms for three times the idle timeout: the connection is never idle
+    // for 2 s, so it stays open past the timer's first expiry (2 s after the hello).
+    for i in 0..30 {
+        assert!(pings(&mut busy), "ping {i}: a busy connection was closed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Then silent: the daemon closes it, without a word, once it has been idle for 2 s (the
+    // read timeout of 10 s would say Open instead).
+    assert_eq!(fate(&mut busy), Fate::Closed);
+}
+
 /// A connection that has said hello and read the daemon's acceptance.
 fn greeted(d: &TestDaemon) -> UnixStream {
     let mut s = connect(d);

@@ -142,6 +142,8 @@ enum Internal {
         req_len: usize,
         #[arg(long)]
         resp_len: usize,
+        #[arg(long)]
+        get_first: bool,
     },
 }
 
@@ -243,8 +245,17 @@ fn main() -> Result<()> {
             requests,
             req_len,
             resp_len,
+            get_first,
         }) => {
-            return latency_child(socket, echo_socket, name, *requests, *req_len, *resp_len);
+            return latency_child(
+                socket,
+                echo_socket,
+                name,
+                *requests,
+                *req_len,
+                *resp_len,
+                *get_first,
+            );
         }
         None => {}
     }
@@ -1118,8 +1129,14 @@ struct LatencyPair {
     get: Stats,
 }
 
-/// The measuring client: echo and `get` in alternating blocks of 1000 (so background noise
-/// hits both alike), 10% warm-up; prints the two summaries as JSON.
+/// The measuring client: the echo, then `get` (or the other way round with `get_first`),
+/// each with 10% warm-up; prints the two summaries as JSON.
+///
+/// One server at a time, not interleaved: with both servers busy in the same stretch of
+/// time, the scheduler spreads their threads over the two CPUs and the client can share a
+/// CPU with only one of them, which then answers about three times faster (same-CPU against
+/// cross-CPU wake-ups). Which one that was decided each round, not the servers. Rounds
+/// alternate the order so that slow drift hits both alike.
 fn latency_child(
     socket: &Path,
     echo_socket: &Path,
@@ -1127,6 +1144,7 @@ fn latency_child(
     requests: usize,
     req_len: usize,
     resp_len: usize,
+    get_first: bool,
 ) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -1142,29 +1160,30 @@ fn latency_child(
         let mut resp = vec![0u8; resp_len];
         let get = get_request(name, 10_000);
         let warmup = (requests / 10).max(100);
-        let total = requests + warmup;
         let mut echo_ns = Vec::with_capacity(requests);
         let mut get_ns = Vec::with_capacity(requests);
-        let mut done = 0;
-        while done < total {
-            let block = 1000.min(total - done);
-            for i in done..done + block {
+        for phase in if get_first {
+            [true, false]
+        } else {
+            [false, true]
+        } {
+            for i in 0..requests + warmup {
                 let t = Instant::now();
-                echo.write_all(&req_bytes).await?;
-                echo.read_exact(&mut resp).await?;
+                if phase {
+                    std::hint::black_box(client.get_with(get.clone()).await?);
+                } else {
+                    echo.write_all(&req_bytes).await?;
+                    echo.read_exact(&mut resp).await?;
+                }
                 if i >= warmup {
-                    echo_ns.push(elapsed_ns(t));
+                    let took = elapsed_ns(t);
+                    if phase {
+                        get_ns.push(took);
+                    } else {
+                        echo_ns.push(took);
+                    }
                 }
             }
-            for i in done..done + block {
-                let t = Instant::now();
-                let reply = client.get_with(get.clone()).await?;
-                if i >= warmup {
-                    get_ns.push(elapsed_ns(t));
-                }
-                std::hint::black_box(reply);
-            }
-            done += block;
         }
         anyhow::Ok(LatencyPair {
             echo: stats(echo_ns),
@@ -1247,6 +1266,7 @@ fn run_latency_child(
     echo: &EchoServer,
     s: &Settings,
     client_cpu: Option<&str>,
+    get_first: bool,
 ) -> Result<LatencyPair> {
     let mut cmd = if let Some(cpu) = client_cpu {
         let mut c = Command::new("taskset");
@@ -1265,6 +1285,9 @@ fn run_latency_child(
         .args(["--req-len", &echo.req_len.to_string()])
         .args(["--resp-len", &echo.resp_len.to_string()])
         .stdin(Stdio::null());
+    if get_first {
+        cmd.arg("--get-first");
+    }
     let out = cmd.output().context("running the latency client")?;
     ensure!(
         out.status.success(),
@@ -1283,18 +1306,19 @@ fn latency_round(
     s: &Settings,
     placement: Placement,
     cpus: &[String],
-    all: &str,
+    get_first: bool,
 ) -> Result<LatencyPair> {
+    let all = cpus.join(",");
     let (server_cpu, client_cpu) = match placement {
-        Placement::Unpinned => return run_latency_child(bins, d, echo, s, None),
+        Placement::Unpinned => return run_latency_child(bins, d, echo, s, None, get_first),
         Placement::SameCpu => (&cpus[0], &cpus[0]),
         Placement::CrossCpu => (&cpus[0], &cpus[1]),
     };
     taskset_pid(d.pid(), server_cpu)?;
     taskset_pid(echo.child.id(), server_cpu)?;
-    let pair = run_latency_child(bins, d, echo, s, Some(client_cpu));
-    taskset_pid(d.pid(), all)?;
-    taskset_pid(echo.child.id(), all)?;
+    let pair = run_latency_child(bins, d, echo, s, Some(client_cpu), get_first);
+    taskset_pid(d.pid(), &all)?;
+    taskset_pid(echo.child.id(), &all)?;
     pair
 }
 
@@ -1338,8 +1362,7 @@ fn latency_section(
         "bench: latency ({} rounds × {} requests each, per placement)",
         s.latency_rounds, s.latency_requests
     );
-    let all = allowed_cpus();
-    let cpus = cpu_ids(&all);
+    let cpus = cpu_ids(&allowed_cpus());
     let mut placements = vec![Placement::Unpinned, Placement::SameCpu];
     if cpus.len() > 1 {
         placements.push(Placement::CrossCpu);
@@ -1347,9 +1370,12 @@ fn latency_section(
     // Rounds cycle through the placements; each round is a new client process, so the
     // unpinned lottery is drawn again every round.
     let mut rounds: Vec<Vec<LatencyPair>> = placements.iter().map(|_| Vec::new()).collect();
-    for _ in 0..s.latency_rounds {
+    for round in 0..s.latency_rounds {
         for (i, &placement) in placements.iter().enumerate() {
-            rounds[i].push(latency_round(bins, d, echo, s, placement, &cpus, &all)?);
+            let get_first = round % 2 == 1;
+            rounds[i].push(latency_round(
+                bins, d, echo, s, placement, &cpus, get_first,
+            )?);
         }
     }
     let medians: Vec<LatencyPair> = rounds.iter().map(|r| median_pair(r)).collect();

@@ -511,7 +511,7 @@ impl Config {
 /// Request parameters tokd sets itself in some flow (token, device and authorization
 /// requests, client authentication). `extra_params` may add to a request, never send one of
 /// these a second time or replace what the flow depends on.
-pub const RESERVED_PARAMS: [&str; 15] = [
+pub const RESERVED_PARAMS: [&str; 12] = [
     "grant_type",
     "refresh_token",
     "device_code",
@@ -520,9 +520,6 @@ pub const RESERVED_PARAMS: [&str; 15] = [
     "code_verifier",
     "client_id",
     "client_secret",
-    "scope",
-    "audience",
-    "resource",
     "response_type",
     "state",
     "code_challenge",
@@ -565,13 +562,17 @@ fn validate_provider(name: &str, p: &ProviderConfig) -> Result<(), String> {
         .keys()
         .find(|k| RESERVED_PARAMS.contains(&k.as_str()))
     {
-        let hint = match key.as_str() {
-            "scope" | "audience" | "resource" => format!(" (use {key} = \"…\" instead)"),
-            _ => String::new(),
-        };
         return Err(format!(
-            "[providers.{name}]: extra_params may not set {key:?}, which tokd sets itself{hint}"
+            "[providers.{name}]: extra_params may not set {key:?}, which tokd sets itself"
         ));
+    }
+    // Sent once, from either place. (`resource` may be both: RFC 8707 allows several.)
+    for (key, field) in [("scope", &p.scope), ("audience", &p.audience)] {
+        if field.is_some() && p.extra_params.contains_key(key) {
+            return Err(format!(
+                "[providers.{name}]: {key} is set twice, as {key} = and in extra_params; keep one"
+            ));
+        }
     }
     if let Some(t) = p.request_timeout
         && !(std::time::Duration::from_millis(100)..=std::time::Duration::from_secs(300))
@@ -743,7 +744,7 @@ mod tests {
 
     #[test]
     fn extra_params_may_not_repeat_what_tokd_sends() {
-        for key in ["grant_type", "scope", "client_id", "state", "refresh_token"] {
+        for key in ["grant_type", "client_id", "state", "refresh_token"] {
             let text = format!(
                 "[providers.corp]\ntoken_endpoint = \"http://127.0.0.1:9/t\"\nextra_params = {{ {key} = \"x\" }}\n"
             );
@@ -757,11 +758,23 @@ mod tests {
                 "{key}: {err}"
             );
         }
-        let text = "[providers.corp]\ntoken_endpoint = \"http://127.0.0.1:9/t\"\nextra_params = { prompt = \"login\", tenant = \"acme\" }\n";
-        let file = Config::parse(text, Path::new("c.toml")).expect("parses");
-        let env = env_of(&[("HOME", "/home/u")]);
-        let home = Some(PathBuf::from("/home/u/.config"));
-        Config::resolve(file, None, &Overrides::default(), &env, home).expect("other keys pass");
+        let resolve = |extra: &str| {
+            let text =
+                format!("[providers.corp]\ntoken_endpoint = \"http://127.0.0.1:9/t\"\n{extra}\n");
+            let file = Config::parse(&text, Path::new("c.toml")).expect("parses");
+            let env = env_of(&[("HOME", "/home/u")]);
+            let home = Some(PathBuf::from("/home/u/.config"));
+            Config::resolve(file, None, &Overrides::default(), &env, home)
+        };
+        resolve("extra_params = { prompt = \"login\", tenant = \"acme\" }").expect("other keys");
+        // scope and audience come from one place or the other, not both.
+        resolve("extra_params = { audience = \"api\" }").expect("audience only as an extra");
+        let err = resolve("scope = \"openid\"\nextra_params = { scope = \"x\" }")
+            .expect_err("scope twice");
+        assert!(err.to_string().contains("scope is set twice"), "{err}");
+        // Several RFC 8707 resources: one field, one extra.
+        resolve("resource = \"https://a\"\nextra_params = { resource = \"https://b\" }")
+            .expect("two resources");
     }
 
     #[test]

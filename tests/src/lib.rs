@@ -211,6 +211,14 @@ impl TestDaemon {
         self.dir.path().join("run/tokd.sock")
     }
 
+    /// The socket as the client library takes it (as if given with `--socket`).
+    pub fn socket_path(&self) -> tokd_protocol::paths::SocketPath {
+        tokd_protocol::paths::SocketPath {
+            path: self.socket(),
+            source: tokd_protocol::paths::SocketSource::Flag,
+        }
+    }
+
     /// The state directory.
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")

@@ -168,7 +168,7 @@ impl HelperConfig {
     }
 }
 
-/// The config file to read and whether it was named explicitly.
+/// The rules of the `[helpers]` table, per helper kind.
 fn parse_helpers(helpers: &toml::Value) -> Result<Vec<Rule>, String> {
     let helpers = helpers
         .as_table()

@@ -32,7 +32,7 @@ pub fn fetch(
     fetch_waiting(socket, session, min_valid, WAIT, include_id_token)
 }
 
-/// [`fetch`] waiting up to `wait` (instead of the helpers' 10 s) for a refresh; `tokd get`
+/// [`fetch`] waiting up to `wait` (instead of [`tokd::GET_WAIT`]) for a refresh; `tokd get`
 /// uses it with its `--wait`.
 ///
 /// # Errors

@@ -149,6 +149,13 @@ pub fn on_reload(state: &Arc<DaemonState>) {
             tracing::info!(session = %session.name, "config reloaded; trying the session again");
         }
     }
+    if state.engine.thread.get().is_none() {
+        // An engine that was never started (no runtime to spawn on, perhaps): plan here.
+        for session in &sessions {
+            schedule(state, session);
+        }
+        return;
+    }
     let st = state.clone();
     state.engine.spawn(async move {
         for session in &sessions {
@@ -214,8 +221,12 @@ pub async fn get(state: &Arc<DaemonState>, req: &GetRequest) -> Result<TokenRepl
     let cached = state
         .sessions
         .token_of(&session, req.min_valid_ms, req.include_id_token, &config);
+    // After a refresh whose answer was lost, the provider may have rotated the refresh
+    // token; the retry then finds it refused and the grant (its access tokens included)
+    // revoked. Until that retry has settled, the stored token is not handed out unasked.
+    let unsettled = matches!(&*session.lock(), Slot::Live { runtime, .. } if runtime.interrupted);
     match &cached {
-        Ok(token) if token.meets_min_valid => return cached,
+        Ok(token) if token.meets_min_valid && !unsettled => return cached,
         Err(SessionError::Corrupt { .. }) => return cached,
         _ => {}
     }

@@ -98,17 +98,20 @@ pub async fn serve(
 
     // Per connection, not per request: the cancellation waits stay registered across
     // requests, and the idle timer is only moved when it fires early (it fires at most once
-    // per idle timeout, and a request only notes the time), so a busy connection never
+    // per idle timeout; each answer only notes the time), so a busy connection never
     // touches the timer wheel.
     let stopping = shutdown.cancelled();
     let evicted = slot.evicted().cancelled();
     let idle = tokio::time::sleep(limits.idle_timeout);
     tokio::pin!(stopping, evicted, idle);
-    let mut last_request = Instant::now();
     loop {
         slot.set(Phase::Idle);
+        // Idle counts from the end of the last answer (a request may take a while).
+        let idle_since = Instant::now();
         let next = loop {
+            // Biased: a request already waiting is served before the idle timer is looked at.
             tokio::select! {
+                biased;
                 () = &mut stopping => return,
                 () = &mut evicted => {
                     tracing::trace!(peer_pid = ?pid, "evicted an idle connection at the cap");
@@ -116,7 +119,7 @@ pub async fn serve(
                 }
                 r = conn.next() => break r,
                 () = &mut idle => {
-                    let deadline = last_request + limits.idle_timeout;
+                    let deadline = idle_since + limits.idle_timeout;
                     if Instant::now() >= deadline {
                         tracing::trace!(peer_pid = ?pid, "closing idle connection");
                         return;
@@ -125,7 +128,6 @@ pub async fn serve(
                 }
             }
         };
-        last_request = Instant::now();
         let payload = match next {
             None => return,
             Some(Err(e)) => {

@@ -642,10 +642,14 @@ pub fn derive_state(
             Some("the refresh token expired; log in again".into()),
         );
     }
+    // A refresh whose answer was lost is retried at once (at start, or after the lost
+    // answer): until the retry settles, the session is refreshing, not valid.
     let state = if runtime.sending {
         SessionState::Refreshing
     } else if runtime.backoff {
         SessionState::Backoff
+    } else if runtime.interrupted {
+        SessionState::Refreshing
     } else {
         SessionState::Valid
     };

@@ -713,8 +713,8 @@ fn sled_config(db_path: &Path) -> sled::Config {
 /// How long [`open_sled`] waits for the file lock of a store this process just closed.
 const SLED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Opens sled, under the state directory's lock (so no other store holds this directory).
-/// sled's own file lock can still be held for a moment by a store this process has just
+/// Opens sled. [`Store::open`] calls it under the state directory's lock, so no other
+/// store holds this directory; sled's own file lock can still be held for a moment by a store this process has just
 /// dropped: its I/O threads finish a write-out after the last handle is gone (sled's own
 /// tests wait for that lock for the same reason). That lock is waited for, boundedly.
 fn open_sled(db_path: &Path, state_dir: &Path) -> Result<sled::Db, StoreError> {

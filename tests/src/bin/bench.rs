@@ -1337,10 +1337,10 @@ fn placement_lottery(
         at(Placement::CrossCpu)?,
     );
     let count = |pick: fn(&LatencyPair) -> &Stats| {
-        let mid = f64::midpoint(pick(&medians[same]).p50_us, pick(&medians[cross]).p50_us);
+        let (near, far) = (pick(&medians[same]).p50_us, pick(&medians[cross]).p50_us);
         rounds[unpinned]
             .iter()
-            .filter(|r| pick(r).p50_us < mid)
+            .filter(|r| (pick(r).p50_us - near).abs() < (pick(r).p50_us - far).abs())
             .count()
     };
     let n = rounds[unpinned].len();

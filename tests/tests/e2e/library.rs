@@ -42,10 +42,7 @@ async fn within<T>(fut: impl std::future::Future<Output = T>) -> T {
 }
 
 fn socket_of(d: &TestDaemon) -> SocketPath {
-    SocketPath {
-        path: d.socket(),
-        source: SocketSource::Flag,
-    }
+    d.socket_path()
 }
 
 /// Generous, so that a loaded machine restarting a daemon never runs out of budget.

@@ -204,6 +204,74 @@ fn a_kill_during_a_refresh_recovers_or_needs_login_never_serves_a_dead_token() {
 }
 
 #[test]
+fn after_a_kill_a_get_waits_for_the_interrupted_refresh_to_settle() {
+    let idp = idp();
+    idp.set_access_ttl(300).expect("ttl");
+    let mut d = daemon(&idp, "");
+    d.add_as("s", "idp", &mint(&idp));
+    idp.set_token_delay(3000).expect("delay");
+    let mut refresh = d.spawn_tokd(&["refresh", "s"]);
+    wait_for(
+        Duration::from_secs(20),
+        "the refresh to reach the provider",
+        || (idp.stats().expect("stats").in_flight >= 1).then_some(()),
+    );
+    d.kill();
+    let _ = refresh.wait();
+    wait_for(Duration::from_secs(20), "the provider to finish", || {
+        (idp.stats().expect("stats").in_flight == 0).then_some(())
+    });
+    // The retry at start takes a second at the provider; a `get` right after the start
+    // must be answered by its outcome, not with the token stored before the kill (still
+    // unexpired, and revoked by the retry if the provider detects the reuse).
+    idp.set_token_delay(1000).expect("delay");
+    d.start_again().expect("starts");
+    let answer = d.get("s", &["--min-valid", "0s"]);
+    let s = d.session_json("s");
+    match answer {
+        Ok(token) => {
+            assert_eq!(s["state"], "valid", "{s}");
+            assert_eq!(s["refresh_count"], 1, "answered before the retry: {s}");
+            assert!(idp.is_active(&token).expect("introspect"), "{s}");
+        }
+        Err(e) => {
+            assert!(e.contains("needs a login"), "{e}");
+            assert_eq!(s["state"], "needs_login", "{s}");
+        }
+    }
+}
+
+#[test]
+fn a_request_longer_than_the_idle_timeout_keeps_its_connection() {
+    let idp = idp();
+    let d = TestDaemon::start_with(&format!(
+        "idle_timeout = \"1s\"\n{}",
+        idp_provider("idp", idp.issuer(), "")
+    ))
+    .expect("daemon starts");
+    d.add_as("s", "idp", &mint(&idp));
+    // The refresh takes twice the idle timeout at the provider; the idle time counts from
+    // the answer, so the same connection then still serves the next request.
+    idp.set_token_delay(2000).expect("delay");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut client = tokd::Client::connect_named(&d.socket_path(), "idle-test")
+            .await
+            .expect("connects");
+        let refreshed = client.refresh("s").await.expect("refreshed");
+        assert_eq!(refreshed.session.refresh_count, 1);
+        let token = client
+            .get("s", Duration::from_secs(0))
+            .await
+            .expect("the same connection still serves");
+        assert!(!token.access_token.expose().is_empty());
+    });
+}
+
+#[test]
 fn a_revoked_grant_needs_login_and_is_never_tried_again() {
     let idp = idp();
     let d = daemon(&idp, "");

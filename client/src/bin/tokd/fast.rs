@@ -127,8 +127,9 @@ mod tests {
 
     #[test]
     fn the_fast_path_reads_a_command_line_as_clap_does() {
-        // The fast path writes clap's defaults (10s, 10s, no output flag) out by hand; a
-        // default changed on one side only fails the first line.
+        // The fast path has its own copy of clap's defaults (a 10 s --min-valid,
+        // `tokd::GET_WAIT`, no output flag); a default changed on one side only fails the
+        // first line.
         for line in [
             "tokd get work",
             "tokd get work --min-valid 5m --wait 30s",

@@ -245,14 +245,15 @@ fn after_a_kill_a_get_waits_for_the_interrupted_refresh_to_settle() {
 fn a_request_longer_than_the_idle_timeout_keeps_its_connection() {
     let idp = idp();
     let d = TestDaemon::start_with(&format!(
-        "idle_timeout = \"1s\"\n{}",
+        "idle_timeout = \"2s\"\n{}",
         idp_provider("idp", idp.issuer(), "")
     ))
     .expect("daemon starts");
     d.add_as("s", "idp", &mint(&idp));
     // The refresh takes twice the idle timeout at the provider; the idle time counts from
-    // the answer, so the same connection then still serves the next request.
-    idp.set_token_delay(2000).expect("delay");
+    // the answer, so the same connection still serves a request sent a quarter of the idle
+    // timeout after it (counted from the refresh request, it would be closed by then).
+    idp.set_token_delay(4000).expect("delay");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -263,6 +264,7 @@ fn a_request_longer_than_the_idle_timeout_keeps_its_connection() {
             .expect("connects");
         let refreshed = client.refresh("s").await.expect("refreshed");
         assert_eq!(refreshed.session.refresh_count, 1);
+        tokio::time::sleep(Duration::from_millis(500)).await;
         let token = client
             .get("s", Duration::from_secs(0))
             .await

@@ -143,8 +143,9 @@ fn restarts_between_refreshes_and_after_expiry_keep_the_session() {
     );
 }
 
-#[test]
-fn a_kill_during_a_refresh_recovers_or_needs_login_never_serves_a_dead_token() {
+/// A daemon killed while its refresh of "s" is at the provider (3 s delay); the provider
+/// still finishes that request (and rotates) although nobody listens any more.
+fn killed_during_a_refresh() -> (TestIdp, TestDaemon) {
     let idp = idp();
     idp.set_access_ttl(300).expect("ttl");
     let mut d = daemon(&idp, "");
@@ -158,7 +159,12 @@ fn a_kill_during_a_refresh_recovers_or_needs_login_never_serves_a_dead_token() {
     );
     d.kill();
     let _ = refresh.wait();
-    // The provider finishes the request (and rotates) although nobody listens any more.
+    (idp, d)
+}
+
+#[test]
+fn a_kill_during_a_refresh_recovers_or_needs_login_never_serves_a_dead_token() {
+    let (idp, mut d) = killed_during_a_refresh();
     idp.set_token_delay(0).expect("delay");
     wait_for(Duration::from_secs(20), "the provider to finish", || {
         (idp.stats().expect("stats").in_flight == 0).then_some(())
@@ -205,19 +211,7 @@ fn a_kill_during_a_refresh_recovers_or_needs_login_never_serves_a_dead_token() {
 
 #[test]
 fn after_a_kill_a_get_waits_for_the_interrupted_refresh_to_settle() {
-    let idp = idp();
-    idp.set_access_ttl(300).expect("ttl");
-    let mut d = daemon(&idp, "");
-    d.add_as("s", "idp", &mint(&idp));
-    idp.set_token_delay(3000).expect("delay");
-    let mut refresh = d.spawn_tokd(&["refresh", "s"]);
-    wait_for(
-        Duration::from_secs(20),
-        "the refresh to reach the provider",
-        || (idp.stats().expect("stats").in_flight >= 1).then_some(()),
-    );
-    d.kill();
-    let _ = refresh.wait();
+    let (idp, mut d) = killed_during_a_refresh();
     wait_for(Duration::from_secs(20), "the provider to finish", || {
         (idp.stats().expect("stats").in_flight == 0).then_some(())
     });

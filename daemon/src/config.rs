@@ -666,13 +666,7 @@ fn absolutize_cwd(p: &Path) -> PathBuf {
 /// A TOML error as "line L, column C: message", without the source line the parser quotes:
 /// that line may hold a `client_secret`.
 fn toml_error_without_source(text: &str, e: &toml::de::Error) -> String {
-    let Some(span) = e.span() else {
-        return e.message().to_owned();
-    };
-    let before = text.get(..span.start).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    format!("line {line}, column {column}: {}", e.message())
+    paths::config_error_at(text, e.span().map(|span| span.start), e.message())
 }
 
 #[cfg(test)]

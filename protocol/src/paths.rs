@@ -157,6 +157,19 @@ pub fn config_home(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
         .or_else(|| env("HOME").map(|home| PathBuf::from(home).join(".config")))
 }
 
+/// A config file's parse error as "line L, column C: message", `offset` being the byte
+/// where the parser stopped. Deliberately without the source line parsers like to quote:
+/// in a tokd config that line may hold a `client_secret`.
+pub fn config_error_at(text: &str, offset: Option<usize>, message: &str) -> String {
+    let Some(offset) = offset else {
+        return message.to_owned();
+    };
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {column}: {message}")
+}
+
 /// This process's real uid.
 pub fn current_uid() -> u32 {
     rustix::process::getuid().as_raw()
@@ -232,6 +245,18 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), PathError> {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn a_config_error_names_line_and_column_only() {
+        let text = "a = 1\nsecret = \"s3cr3t\" x\n";
+        let at = text.find(" x").expect("offset") + 1;
+        let shown = config_error_at(text, Some(at), "expected newline");
+        assert_eq!(shown, "line 2, column 19: expected newline");
+        assert!(!shown.contains("s3cr3t"));
+        assert_eq!(config_error_at(text, None, "bad"), "bad");
+        // An offset past the end (or inside a character) still gives a position.
+        assert!(config_error_at("é", Some(1), "m").starts_with("line 1, column 2"));
+    }
 
     #[test]
     fn the_config_file_is_the_flag_then_the_variable_then_the_config_home() {

@@ -177,7 +177,7 @@ impl Agent {
     /// See [`Agent::token`].
     pub async fn get_with(&mut self, req: GetRequest) -> Result<TokenReply, ClientError> {
         let wait = calls::get_wait(&req);
-        calls::token(self.call(&Request::Get(req), wait).await?)
+        calls::token(self.call(&calls::get_request(req), wait).await?)
     }
 
     /// Daemon identity and session health (all sessions, or one).

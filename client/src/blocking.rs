@@ -61,7 +61,7 @@ pub fn get_from(socket: &SocketPath, req: GetRequest) -> Result<TokenReply, Clie
     let mut out = Vec::with_capacity(256);
     let hello = Hello::current(concat!("tokd/", env!("CARGO_PKG_VERSION"))).encode();
     encode_frame(&hello, DEFAULT_MAX_FRAME, &mut out)?;
-    encode_message(&Request::Get(req), DEFAULT_MAX_FRAME, &mut out)?;
+    encode_message(&calls::get_request(req), DEFAULT_MAX_FRAME, &mut out)?;
     stream.write_all(&out).map_err(|e| {
         // A peer that was rejected may close before reading; the refusal is still readable.
         tokd_protocol::ProtocolError::Io(e)
@@ -73,9 +73,8 @@ pub fn get_from(socket: &SocketPath, req: GetRequest) -> Result<TokenReply, Clie
     let answer =
         read_frame_blocking(&mut stream, MAX_RESPONSE_FRAME).map_err(|e| timeout(e, limit))?;
     match decode_payload::<Response>(&answer)? {
-        Response::Token(t) => Ok(t),
         Response::Error(e) => Err(ClientError::Daemon(e)),
-        _ => Err(ClientError::Unexpected("a token")),
+        other => calls::token(other),
     }
 }
 
@@ -215,7 +214,7 @@ impl Agent {
     /// See [`Agent::token`].
     pub fn get_with(&mut self, req: GetRequest) -> Result<TokenReply, ClientError> {
         let wait = calls::get_wait(&req);
-        calls::token(self.call(&Request::Get(req), wait)?)
+        calls::token(self.call(&calls::get_request(req), wait)?)
     }
 
     /// Daemon identity and session health (all sessions, or one).

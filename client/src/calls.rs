@@ -31,6 +31,51 @@ pub(crate) fn get(name: &str, min_valid: Duration) -> GetRequest {
         min_valid_ms: millis(min_valid),
         wait_ms: millis(GET_WAIT),
         include_id_token: false,
+        target: tokd_protocol::TokenTarget::default(),
+    }
+}
+
+/// The request frame of a `get`: the 1.0 form for the session's own token (every daemon
+/// reads it, so the one-shot path needs no version check), the 1.1 form for a derived one.
+pub(crate) fn get_request(req: GetRequest) -> Request {
+    if req.target.is_own() {
+        Request::Get(tokd_protocol::v0::GetRequest {
+            name: req.name,
+            min_valid_ms: req.min_valid_ms,
+            wait_ms: req.wait_ms,
+            include_id_token: req.include_id_token,
+        })
+    } else {
+        Request::Get2(req)
+    }
+}
+
+/// The request frame of a `login` for a daemon of protocol minor `daemon_minor`.
+///
+/// # Errors
+/// [`ClientError::Unsupported`]-style `Unexpected` when a 1.0 daemon is asked for what only
+/// 1.1 can say.
+pub(crate) fn login_request(
+    req: tokd_protocol::verbs::login::LoginRequest,
+    daemon_minor: u16,
+) -> Result<Request, ClientError> {
+    if daemon_minor >= 1 {
+        return Ok(Request::Login2(req));
+    }
+    let plain = req.timeout_ms.is_none()
+        && req.resource.is_none()
+        && req.issuer.is_none()
+        && req.scope_add.is_empty();
+    match req.provider {
+        Some(provider) if plain => Ok(Request::Login(tokd_protocol::v0::LoginRequest {
+            name: req.name,
+            provider,
+            method: req.method,
+            attrs: req.attrs,
+        })),
+        _ => Err(ClientError::DaemonTooOld(
+            "this login needs a newer daemon (protocol 1.1): restart tokd",
+        )),
     }
 }
 
@@ -78,14 +123,16 @@ pub(crate) fn add(req: AddRequest) -> Request {
 
 pub(crate) fn token(r: Response) -> Result<TokenReply, ClientError> {
     match r {
-        Response::Token(t) => Ok(t),
+        Response::Token2(t) => Ok(t),
+        Response::Token(t) => Ok(t.into()),
         _ => Err(ClientError::Unexpected("a token")),
     }
 }
 
 pub(crate) fn status_reply(r: Response) -> Result<StatusReply, ClientError> {
     match r {
-        Response::Status(s) => Ok(s),
+        Response::Status2(s) => Ok(s),
+        Response::Status(s) => Ok(s.into()),
         _ => Err(ClientError::Unexpected("a status")),
     }
 }
@@ -106,7 +153,8 @@ pub(crate) fn pong(r: Response) -> Result<PongReply, ClientError> {
 
 pub(crate) fn added(r: Response) -> Result<AddReply, ClientError> {
     match r {
-        Response::Added(a) => Ok(a),
+        Response::Added2(a) => Ok(a),
+        Response::Added(a) => Ok(a.into()),
         _ => Err(ClientError::Unexpected("an add answer")),
     }
 }
@@ -120,14 +168,16 @@ pub(crate) fn removed(r: Response) -> Result<(), ClientError> {
 
 pub(crate) fn refreshed(r: Response) -> Result<RefreshReply, ClientError> {
     match r {
-        Response::Refreshed(r) => Ok(r),
+        Response::Refreshed2(r) => Ok(r),
+        Response::Refreshed(r) => Ok(r.into()),
         _ => Err(ClientError::Unexpected("a refresh answer")),
     }
 }
 
 pub(crate) fn logged_out(r: Response) -> Result<LogoutReply, ClientError> {
     match r {
-        Response::LoggedOut(r) => Ok(r),
+        Response::LoggedOut2(r) => Ok(r),
+        Response::LoggedOut(r) => Ok(r.into()),
         _ => Err(ClientError::Unexpected("a logout answer")),
     }
 }

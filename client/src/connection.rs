@@ -143,7 +143,7 @@ impl Client {
     /// See [`Client::get`].
     pub async fn get_with(&mut self, req: GetRequest) -> Result<TokenReply, ClientError> {
         let wait = calls::get_wait(&req);
-        calls::token(self.request(&Request::Get(req), wait).await?)
+        calls::token(self.request(&calls::get_request(req), wait).await?)
     }
 
     /// Daemon identity and session health (all sessions, or one).
@@ -230,7 +230,7 @@ impl Client {
     /// # Errors
     /// Transport errors.
     pub async fn login(mut self, req: LoginRequest) -> Result<Stream, ClientError> {
-        let payload = encode_payload(&Request::Login(req))?;
+        let payload = encode_payload(&calls::login_request(req, self.daemon_minor)?)?;
         self.conn.send(payload.as_slice()).await?;
         Ok(Stream { client: self })
     }

@@ -44,6 +44,10 @@ pub enum ClientError {
     /// The daemon answered with a message that does not fit the request.
     #[error("unexpected answer from the daemon (expected {0})")]
     Unexpected(&'static str),
+    /// The daemon speaks an older minor version of the protocol that cannot say what this
+    /// request needs.
+    #[error("{0}")]
+    DaemonTooOld(&'static str),
     /// The daemon did not answer in time.
     #[error("the daemon did not answer within {0:?}")]
     Timeout(std::time::Duration),
@@ -96,7 +100,7 @@ impl ClientError {
     pub fn exit_code(&self) -> u8 {
         match self {
             ClientError::NotRunning { .. } => 3,
-            ClientError::VersionMismatch(_) => 5,
+            ClientError::VersionMismatch(_) | ClientError::DaemonTooOld(_) => 5,
             ClientError::Daemon(e) | ClientError::Refused(e) => match e.code {
                 ErrorCode::NotFound => 4,
                 ErrorCode::Invalid | ErrorCode::TooLarge | ErrorCode::AlreadyExists => 2,

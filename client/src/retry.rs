@@ -105,6 +105,7 @@ pub(crate) fn is_idempotent(request: &Request) -> bool {
     matches!(
         request,
         Request::Get(_)
+            | Request::Get2(_)
             | Request::Status(_)
             | Request::List(_)
             | Request::Ping(_)
@@ -207,11 +208,20 @@ mod tests {
     fn only_reads_are_idempotent() {
         use tokd_protocol::verbs::{get, ping, refresh, remove};
         assert!(is_idempotent(&Request::Ping(ping::PingRequest {})));
-        assert!(is_idempotent(&Request::Get(get::GetRequest {
+        assert!(is_idempotent(&Request::Get(
+            tokd_protocol::v0::GetRequest {
+                name: "s".into(),
+                min_valid_ms: 0,
+                wait_ms: 0,
+                include_id_token: false,
+            }
+        )));
+        assert!(is_idempotent(&Request::Get2(get::GetRequest {
             name: "s".into(),
             min_valid_ms: 0,
             wait_ms: 0,
             include_id_token: false,
+            target: tokd_protocol::TokenTarget::default(),
         })));
         assert!(!is_idempotent(&Request::Refresh(refresh::RefreshRequest {
             name: "s".into(),

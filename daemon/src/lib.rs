@@ -99,6 +99,9 @@ pub fn reload(state: &Arc<DaemonState>, overrides: &config::Overrides) -> Result
         systemd::notify_reloading();
     }
     let applied = apply_config(state, overrides);
+    if let Err(e) = &applied {
+        state.reload_rejected(e.to_string());
+    }
     if notifying {
         systemd::notify_ready(&systemd::summary(state));
     }
@@ -113,14 +116,34 @@ fn apply_config(
     let mut new = Config::load(overrides)?;
     let providers = providers::Providers::from_config(&new)?;
     let old = state.config();
+    log_restart_only_changes(&old, &new);
+    // What only a restart can change stays as it runs, so nothing reads a value that
+    // disagrees with the bound socket, the open store or the sized semaphores.
+    new.socket = old.socket.clone();
+    new.state_dir = old.state_dir.clone();
+    new.key_file = old.key_file.clone();
+    new.credentials_dir = old.credentials_dir.clone();
+    new.limits.max_connections = old.limits.max_connections;
+    new.max_concurrent_refreshes = old.max_concurrent_refreshes;
+    new.log = old.log.clone();
+    state.replace_config(new, providers);
+    engine::on_reload(state);
+    state.token_files.reconfigured();
+    tracing::info!(
+        providers = state.config().providers.len(),
+        "config reloaded"
+    );
+    Ok(())
+}
+
+/// Says, for each setting a reload changed, whether it applies now or at the next start.
+fn log_restart_only_changes(old: &Config, new: &Config) {
+    let (o, n) = (&old.limits, &new.limits);
     for (what, changed) in [
         ("socket", old.socket.path != new.socket.path),
         ("state_dir", old.state_dir != new.state_dir),
         ("key_file", old.key_file != new.key_file),
-        (
-            "max_connections",
-            old.limits.max_connections != new.limits.max_connections,
-        ),
+        ("max_connections", o.max_connections != n.max_connections),
         (
             "max_concurrent_refreshes",
             old.max_concurrent_refreshes != new.max_concurrent_refreshes,
@@ -134,23 +157,21 @@ fn apply_config(
             );
         }
     }
-    // What only a restart can change stays as it runs, so nothing reads a value that
-    // disagrees with the bound socket, the open store or the sized semaphores.
-    new.socket = old.socket.clone();
-    new.state_dir = old.state_dir.clone();
-    new.key_file = old.key_file.clone();
-    new.credentials_dir = old.credentials_dir.clone();
-    new.limits = old.limits.clone();
-    new.max_concurrent_refreshes = old.max_concurrent_refreshes;
-    new.log = old.log.clone();
-    state.replace_config(new, providers);
-    engine::on_reload(state);
-    state.token_files.reconfigured();
-    tracing::info!(
-        providers = state.config().providers.len(),
-        "config reloaded"
-    );
-    Ok(())
+    for (what, changed) in [
+        (
+            "handshake_timeout",
+            o.handshake_timeout != n.handshake_timeout,
+        ),
+        ("idle_timeout", o.idle_timeout != n.idle_timeout),
+        ("max_frame_bytes", o.max_frame != n.max_frame),
+    ] {
+        if changed {
+            tracing::info!(
+                setting = what,
+                "changed in the config; applies to connections opened from now on"
+            );
+        }
+    }
 }
 
 /// Starts the refresh engine and serves `listener` until `shutdown` is cancelled; then

@@ -3,8 +3,8 @@
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use tokd_protocol::DaemonInfo;
 use tokd_protocol::hello::{PROTOCOL_MAJOR, PROTOCOL_MINOR};
+use tokd_protocol::{DaemonInfo, ProviderInfo, ProviderSource, RejectedReload};
 
 use crate::clock::WallClock;
 use crate::config::Config;
@@ -37,6 +37,8 @@ pub struct DaemonState {
     pub token_files: crate::sinks::TokenFiles,
     /// When the daemon started, for `uptime`.
     started: Instant,
+    /// The last config reload that was rejected, shown in `status`.
+    last_rejected_reload: std::sync::Mutex<Option<RejectedReload>>,
 }
 
 impl DaemonState {
@@ -61,6 +63,7 @@ impl DaemonState {
             own_uid,
             token_files: crate::sinks::TokenFiles::default(),
             started: Instant::now(),
+            last_rejected_reload: std::sync::Mutex::new(None),
         }
     }
 
@@ -86,6 +89,18 @@ impl DaemonState {
             .clone()
     }
 
+    /// Notes a rejected reload (when, why) for `status`.
+    pub fn reload_rejected(&self, error: String) {
+        let rejected = RejectedReload {
+            at_ms: self.clock.now_ms(),
+            error,
+        };
+        *self
+            .last_rejected_reload
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(rejected);
+    }
+
     /// The daemon half of `status`.
     pub fn info(&self, config: &Config) -> DaemonInfo {
         DaemonInfo {
@@ -99,6 +114,22 @@ impl DaemonState {
             key_source: self.store.key_source().to_string(),
             config_file: config.config_file.as_ref().map(|p| p.display().to_string()),
             session_count: self.sessions.len() as u64,
+            proxy: None,
+            last_rejected_reload: self
+                .last_rejected_reload
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            providers: config
+                .providers
+                .iter()
+                .map(|(name, p)| ProviderInfo {
+                    name: name.clone(),
+                    source: ProviderSource::Config,
+                    issuer: p.issuer.clone(),
+                    registered_client: false,
+                })
+                .collect(),
         }
     }
 }

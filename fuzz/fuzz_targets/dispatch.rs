@@ -228,9 +228,20 @@ fn cap(request: Request) -> Request {
             r.wait_ms = r.wait_ms.min(MAX_WAIT_MS);
             Request::Get(r)
         }
+        Request::Get2(mut r) => {
+            r.wait_ms = r.wait_ms.min(MAX_WAIT_MS);
+            Request::Get2(r)
+        }
         Request::Refresh(mut r) => {
             r.wait_ms = r.wait_ms.min(MAX_WAIT_MS);
             Request::Refresh(r)
+        }
+        Request::Login2(mut r) => {
+            if let LoginMethod::Browser { open_browser } = &mut r.method {
+                *open_browser = false;
+            }
+            r.timeout_ms = r.timeout_ms.map(|t| t.min(MAX_WAIT_MS));
+            Request::Login2(r)
         }
         // The browser flow waits for a redirect to a loopback port; the stream is dropped
         // after STREAM_READ, which cancels it. Nothing here opens a browser (the client does).

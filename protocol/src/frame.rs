@@ -252,7 +252,7 @@ mod request_limit_tests {
         // 10 MiB of name: within the 16 MiB `max_frame_bytes` ceiling, so it must decode
         // (the handler, not the decoder, judges the name).
         let name = "n".repeat(10 << 20);
-        let req = crate::Request::Get(crate::verbs::get::GetRequest {
+        let req = crate::Request::Get(crate::v0::GetRequest {
             name,
             min_valid_ms: 0,
             wait_ms: 0,

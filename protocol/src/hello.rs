@@ -24,7 +24,7 @@ pub const PROTOCOL_MAJOR: u16 = 1;
 
 /// Protocol minor version: bumped when variants are appended. The daemon serves every older
 /// minor of its major.
-pub const PROTOCOL_MINOR: u16 = 0;
+pub const PROTOCOL_MINOR: u16 = 1;
 
 /// The longest client name a hello may carry.
 pub const MAX_CLIENT_NAME: usize = 64;

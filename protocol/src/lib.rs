@@ -25,6 +25,10 @@
 //! `skip_serializing_if`, `flatten`, `untagged`) are never used on wire types. Appending a
 //! variant bumps [`hello::PROTOCOL_MINOR`]; anything else bumps [`hello::PROTOCOL_MAJOR`].
 //!
+//! A daemon serves every older minor of its major: it knows the client's minor from the
+//! hello and answers each client in the layouts that minor reads
+//! ([`Response::for_minor`]); the frozen 1.0 layouts of grown messages are in [`v0`].
+//!
 //! # Layout
 //!
 //! - [`hello`]: the fixed-layout hello and its answer, version constants and the rule.
@@ -33,6 +37,7 @@
 //! - [`request`], [`response`], [`verbs`]: the messages, one module per verb.
 //! - [`error_code`]: the stable error codes.
 //! - [`types`]: session states and status records.
+//! - [`v0`]: the 1.0 layouts of the messages protocol 1.1 grew, and their conversions.
 //! - [`secret`]: the redacting, zeroizing string for tokens.
 //! - [`paths`]: where the socket lives; [`name`]: the session-name rule.
 
@@ -48,6 +53,7 @@ pub mod request;
 pub mod response;
 pub mod secret;
 pub mod types;
+pub mod v0;
 pub mod verbs;
 
 pub use error::ProtocolError;
@@ -56,4 +62,7 @@ pub use hello::{Hello, HelloAck, PROTOCOL_MAJOR, PROTOCOL_MINOR};
 pub use request::Request;
 pub use response::Response;
 pub use secret::Secret;
-pub use types::{DaemonInfo, EpochMs, SessionState, SessionStatus};
+pub use types::{
+    DaemonInfo, DerivedStatus, EpochMs, ProviderInfo, ProviderSource, RejectedReload, SessionState,
+    SessionStatus, TokenTarget,
+};

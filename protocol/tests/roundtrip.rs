@@ -11,7 +11,7 @@ use tokd_protocol::{Hello, HelloAck, ProtocolError, Request, Response};
 #[test]
 fn every_request_round_trips() {
     let all = samples::requests();
-    assert_eq!(all.len(), 10, "one sample per verb");
+    assert_eq!(all.len(), 13, "one sample per request variant");
     for (name, req) in all {
         let mut framed = Vec::new();
         encode_message(&req, DEFAULT_MAX_FRAME, &mut framed).expect(name);
@@ -31,6 +31,35 @@ fn every_response_round_trips() {
         let back: Response = decode_payload(&payload).expect(name);
         assert_eq!(back, resp, "{name}");
     }
+}
+
+/// The 13 variants of protocol 1.0 come first; bincode's standard config writes the index
+/// as its first byte while it is below 251.
+const RESPONSE_VARIANTS_1_0: u8 = 13;
+
+#[test]
+fn a_1_0_client_is_only_sent_what_1_0_decodes() {
+    for (name, resp) in samples::responses() {
+        let newest = resp.clone().for_minor(1);
+        assert_eq!(
+            newest.as_ref(),
+            Some(&resp),
+            "{name}: 1.1 clients get it as it is"
+        );
+        let Some(old) = resp.for_minor(0) else {
+            continue;
+        };
+        let payload = encode_payload(&old).expect(name);
+        assert!(
+            payload[0] < RESPONSE_VARIANTS_1_0,
+            "{name}: a 1.0 client would be sent variant {}",
+            payload[0]
+        );
+    }
+    // A 1.0 answer is the 1.1 answer minus what 1.1 added.
+    let status = samples::session_status2();
+    let old: tokd_protocol::v0::SessionStatus = status.clone().into();
+    assert_eq!(old, samples::session_status());
 }
 
 #[test]

@@ -51,6 +51,7 @@ pub fn fetch_waiting(
             min_valid_ms: u64::try_from(min_valid.as_millis()).unwrap_or(u64::MAX),
             wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
             include_id_token,
+            target: tokd_protocol::TokenTarget::default(),
         },
     )
 }

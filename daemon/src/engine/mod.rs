@@ -201,6 +201,43 @@ pub fn on_added(state: &Arc<DaemonState>, session: &Arc<Session>) {
     schedule(state, session);
 }
 
+/// Keeps refreshes of a session from starting while a logout revokes its grant; lets go
+/// (and plans the session again) on drop.
+#[derive(Debug)]
+pub struct RefreshHold {
+    state: Arc<DaemonState>,
+    session: Arc<Session>,
+}
+
+impl Drop for RefreshHold {
+    fn drop(&mut self) {
+        if let Slot::Live { runtime, .. } = &mut *self.session.lock() {
+            runtime.revoking = false;
+        }
+        schedule(&self.state, &self.session);
+    }
+}
+
+/// Stops new refreshes of `session` from starting and waits for one in flight to settle (its
+/// answer may carry the refresh token that is to be revoked).
+pub async fn hold_refreshes(state: &Arc<DaemonState>, session: &Arc<Session>) -> RefreshHold {
+    let inflight = match &mut *session.lock() {
+        Slot::Live { runtime, .. } => {
+            runtime.revoking = true;
+            runtime.inflight.clone()
+        }
+        Slot::Corrupt { .. } => None,
+    };
+    state.engine.scheduler.cancel(&session.name);
+    if let Some(mut rx) = inflight {
+        let _ = rx.wait_for(Option::is_some).await;
+    }
+    RefreshHold {
+        state: state.clone(),
+        session: session.clone(),
+    }
+}
+
 /// A removed session: forget its deadline.
 pub fn on_removed(state: &DaemonState, name: &str) {
     state.engine.scheduler.cancel(name);
@@ -285,6 +322,15 @@ fn why_not_refreshable(state: &DaemonState, session: &Session) -> ErrorReply {
     if state.engine.stop.is_cancelled() {
         return ErrorReply::new(ErrorCode::ShuttingDown, "the daemon is shutting down");
     }
+    if matches!(&*session.lock(), Slot::Live { runtime, .. } if runtime.revoking) {
+        return ErrorReply::new(
+            ErrorCode::Busy,
+            format!(
+                "session {:?} is being logged out: its grant is being revoked",
+                session.name
+            ),
+        );
+    }
     let config = state.config();
     let st = status_of(session, &config, state.clock.now_ms());
     let reason = st.last_error.unwrap_or_default();
@@ -366,7 +412,7 @@ pub fn start_or_join(
     if let Some(rx) = &runtime.inflight {
         return Some(rx.clone());
     }
-    if state.engine.stop.is_cancelled() {
+    if state.engine.stop.is_cancelled() || runtime.revoking {
         return None;
     }
     if trigger == Trigger::OnDemand
@@ -633,7 +679,12 @@ async fn fail(
             record.terminal = Some(Terminal::NeedsConfig {
                 reason: reason.clone(),
             });
-            record.in_flight_since_ms = None;
+            // The provider answered this request for sure, but an earlier one whose answer
+            // was lost may still have rotated the refresh token: the mark stays until a
+            // request is answered on the stored refresh token.
+            if !interrupted {
+                record.in_flight_since_ms = None;
+            }
             true
         }
         // While the outcome of an earlier request is unknown, the mark stays.
@@ -817,26 +868,23 @@ pub fn schedule(state: &DaemonState, session: &Session) {
         let Slot::Live { record, runtime } = &mut *slot else {
             return;
         };
-        if runtime.inflight.is_some() {
-            return;
-        }
-        match refresher(record, &providers) {
-            Some(provider) => {
-                let lifetime = timing::lifetime_ms(obtained_at(record), record.expires_at_ms);
-                let at = runtime.retry_at_ms.unwrap_or_else(|| {
-                    timing::due_ms(
-                        record.expires_at_ms,
-                        lifetime,
-                        provider.refresh_ahead,
-                        runtime.jitter_ms,
-                    )
-                });
-                runtime.next_refresh_at_ms = Some(at);
-                Some(at)
-            }
-            None => {
-                runtime.next_refresh_at_ms = None;
-                (!runtime.expired_reported).then_some(record.expires_at_ms)
+        if runtime.revoking {
+            // A logout holds the session; it plans it again when it lets go.
+            None
+        } else {
+            let refresh_at = if runtime.inflight.is_some() {
+                None
+            } else {
+                let at = planned_refresh_at(record, runtime, &providers);
+                runtime.next_refresh_at_ms = at;
+                at
+            };
+            // Whatever the session is doing, its expiry is looked at when it comes: the
+            // token file goes, and the expiry is reported (event and audit line).
+            let expiry_at = (!runtime.expired_reported).then_some(record.expires_at_ms);
+            match (refresh_at, expiry_at) {
+                (Some(r), Some(e)) => Some(r.min(e)),
+                (r, e) => r.or(e),
             }
         }
     };
@@ -846,30 +894,53 @@ pub fn schedule(state: &DaemonState, session: &Session) {
     }
 }
 
-/// A deadline came: refresh, or report the expiry of a session that cannot be refreshed.
+/// When the session's next refresh (or retry) is planned, if it can be refreshed.
+fn planned_refresh_at(
+    record: &SessionRecord,
+    runtime: &Runtime,
+    providers: &Providers,
+) -> Option<EpochMs> {
+    let provider = refresher(record, providers)?;
+    let lifetime = timing::lifetime_ms(obtained_at(record), record.expires_at_ms);
+    Some(runtime.retry_at_ms.unwrap_or_else(|| {
+        timing::due_ms(
+            record.expires_at_ms,
+            lifetime,
+            provider.refresh_ahead,
+            runtime.jitter_ms,
+        )
+    }))
+}
+
+/// A deadline came: report an expiry that came, and refresh when the refresh (or retry)
+/// time has come.
 fn on_due(state: &Arc<DaemonState>, name: &str) {
     let Some(session) = state.sessions.find(name) else {
         return;
     };
-    if start_or_join(state, &session, Trigger::Scheduled).is_some() {
-        return;
-    }
     let now = state.clock.now_ms();
-    let expired = {
+    let (expired, refresh_due) = {
         let mut slot = session.lock();
         match &mut *slot {
-            Slot::Live { record, runtime }
-                if record.expires_at_ms <= now && !runtime.expired_reported =>
-            {
-                runtime.expired_reported = true;
-                Some(record.provider.clone())
+            Slot::Live { record, runtime } => {
+                let expired = (record.expires_at_ms <= now && !runtime.expired_reported)
+                    .then(|| record.provider.clone());
+                if expired.is_some() {
+                    runtime.expired_reported = true;
+                }
+                let due = planned_refresh_at(record, runtime, &state.providers())
+                    .is_some_and(|at| at <= now);
+                (expired, due)
             }
-            _ => None,
+            Slot::Corrupt { .. } => (None, false),
         }
     };
     if let Some(provider) = expired {
         tracing::info!(target: "tokd::audit", event = "expired", session = %name, provider = %provider, "access token expired without a replacement");
         state.sessions.events().emit(name, WatchEventKind::Expired);
+    }
+    if refresh_due && start_or_join(state, &session, Trigger::Scheduled).is_some() {
+        return;
     }
     schedule(state, &session);
 }

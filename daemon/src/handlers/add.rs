@@ -14,7 +14,7 @@ use crate::state::DaemonState;
 
 pub(super) async fn handle(req: AddRequest, state: &Arc<DaemonState>) -> Response {
     match add(req, state).await {
-        Ok(reply) => Response::Added(reply),
+        Ok(reply) => Response::Added2(reply),
         Err(e) => Response::Error(e),
     }
 }

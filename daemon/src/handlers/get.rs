@@ -29,7 +29,7 @@ pub(super) async fn handle(
         return Response::Error(refusal);
     }
     match engine::get(state, &req).await {
-        Ok(token) => Response::Token(token),
+        Ok(token) => Response::Token2(token),
         Err(e) => Response::Error(e.into()),
     }
 }

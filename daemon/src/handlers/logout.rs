@@ -1,72 +1,116 @@
 //! `logout`: revoke at the provider (RFC 7009) when it offers revocation, then remove.
 //! A revocation that fails keeps the session, so nothing is silently left valid.
+//!
+//! While the revocation is out, no refresh of the session starts (a refresh would spend the
+//! very refresh token being revoked), and afterwards only the generation that was revoked is
+//! removed: a session that replaced it meanwhile (`login`, `add --replace`) holds another
+//! grant and survives.
 
 use std::sync::Arc;
 
 use tokd_protocol::verbs::logout::{LogoutReply, LogoutRequest};
-use tokd_protocol::{ErrorCode, ErrorReply, Response};
+use tokd_protocol::{ErrorReply, Response, Secret};
 
 use crate::config::ProviderKind;
+use crate::engine;
 use crate::providers::oauth2;
-use crate::sessions::Slot;
+use crate::sessions::{Removal, Session, SessionError, Slot};
 use crate::state::DaemonState;
 
 pub(super) async fn handle(req: LogoutRequest, state: &Arc<DaemonState>) -> Response {
     match logout(&req.name, state).await {
-        Ok(revoked) => Response::LoggedOut(LogoutReply {
-            name: req.name,
-            revoked,
-        }),
+        Ok(reply) => Response::LoggedOut2(reply),
         Err(e) => Response::Error(e),
     }
 }
 
-async fn logout(name: &str, state: &Arc<DaemonState>) -> Result<bool, ErrorReply> {
-    let session = state.sessions.find(name).ok_or_else(|| {
-        ErrorReply::new(
-            ErrorCode::NotFound,
-            format!("no session named {name:?} (see `tokd list`)"),
-        )
-    })?;
-    // The refresh token if there is one (revoking it ends the grant), else the access token.
-    let (provider_name, token, hint) = match &*session.lock() {
-        Slot::Live { record, .. } => match &record.refresh_token {
-            Some(rt) => (record.provider.clone(), Some(rt.clone()), "refresh_token"),
-            None => (
-                record.provider.clone(),
-                Some(record.access_token.clone()),
-                "access_token",
+/// The credential to revoke: the refresh token if there is one (revoking it ends the grant),
+/// else the access token, with the origin the session's tokens are bound to.
+struct Revocable {
+    provider: String,
+    token: Option<Secret>,
+    hint: &'static str,
+    bound_origin: Option<String>,
+}
+
+fn revocable(session: &Session) -> Revocable {
+    match &*session.lock() {
+        Slot::Live { record, .. } => Revocable {
+            provider: record.provider.clone(),
+            token: Some(
+                record
+                    .refresh_token
+                    .clone()
+                    .unwrap_or_else(|| record.access_token.clone()),
             ),
+            hint: if record.refresh_token.is_some() {
+                "refresh_token"
+            } else {
+                "access_token"
+            },
+            bound_origin: record.refresh_origin.clone(),
         },
-        Slot::Corrupt { .. } => (String::new(), None, ""),
-    };
+        Slot::Corrupt { .. } => Revocable {
+            provider: String::new(),
+            token: None,
+            hint: "",
+            bound_origin: None,
+        },
+    }
+}
+
+async fn logout(name: &str, state: &Arc<DaemonState>) -> Result<LogoutReply, ErrorReply> {
+    let session = state
+        .sessions
+        .find(name)
+        .ok_or_else(|| ErrorReply::from(SessionError::NotFound(name.to_owned())))?;
+    // Waits for a refresh in flight (its rotated token is the one to revoke) and keeps new
+    // ones from starting until the revocation is answered.
+    let hold = engine::hold_refreshes(state, &session).await;
+    let what = revocable(&session);
     let provider = state
         .providers()
-        .get(&provider_name)
+        .get(&what.provider)
         .filter(|p| p.config.kind == ProviderKind::Oauth2);
-    let revoked = match (provider, token) {
+    let revoked = match (provider, &what.token) {
         (Some(provider), Some(token)) => {
             let client = state.providers().client.clone();
-            oauth2::revoke(&provider, &client, &token, hint)
-                .await
-                .map_err(|e| {
-                    ErrorReply::new(
-                        ErrorCode::RefreshFailed,
-                        format!(
-                            "revocation failed, so the session is kept: {e} (`tokd rm {name}` \
-                             removes it without revoking)"
-                        ),
-                    )
-                })?
+            oauth2::revoke(
+                &provider,
+                &client,
+                token,
+                what.hint,
+                what.bound_origin.as_deref(),
+            )
+            .await
+            .map_err(|e| {
+                ErrorReply::new(
+                    e.code(),
+                    format!(
+                        "revocation failed, so the session is kept: {e} (`tokd rm {name}` \
+                         removes it without revoking)"
+                    ),
+                )
+            })?
         }
         _ => false,
     };
-    state
-        .sessions
-        .remove(name)
-        .await
-        .map_err(ErrorReply::from)?;
-    crate::engine::on_removed(state, name);
-    tracing::info!(target: "tokd::audit", event = "logged_out", session = %name, revoked, "session logged out");
-    Ok(revoked)
+    let removal = state.sessions.remove(name, Some(session.generation)).await;
+    drop(hold);
+    let newer_kept = match removal {
+        Ok(Removal::Removed) => {
+            engine::on_removed(state, name);
+            false
+        }
+        Ok(Removal::NewerKept) => true,
+        // Removed meanwhile (`tokd rm`): what was revoked is gone either way.
+        Err(SessionError::NotFound(_)) => false,
+        Err(e) => return Err(e.into()),
+    };
+    tracing::info!(target: "tokd::audit", event = "logged_out", session = %name, revoked, newer_kept, "session logged out");
+    Ok(LogoutReply {
+        name: name.to_owned(),
+        revoked,
+        newer_kept,
+    })
 }

@@ -46,7 +46,12 @@ pub struct Origin<'a> {
 /// Routes a request to its handler.
 pub async fn dispatch(request: Request, state: &Arc<DaemonState>, from: Origin<'_>) -> Reply {
     let verb = request.verb();
-    if !from.peer.owner && !matches!(request, Request::Get(_) | Request::Ping(_)) {
+    if !from.peer.owner
+        && !matches!(
+            request,
+            Request::Get(_) | Request::Get2(_) | Request::Ping(_)
+        )
+    {
         // A uid admitted through a session's `allow_uids` gets tokens, nothing else.
         return Reply::One(Response::Error(ErrorReply::new(
             ErrorCode::PeerRejected,
@@ -57,13 +62,19 @@ pub async fn dispatch(request: Request, state: &Arc<DaemonState>, from: Origin<'
         )));
     }
     let reply = match request {
-        Request::Get(req) => Reply::One(get::handle(req, state, from).await),
+        Request::Get(req) => Reply::One(get::handle(req.into(), state, from).await),
+        Request::Get2(req) => Reply::One(get::handle(req, state, from).await),
         Request::Status(req) => Reply::One(status::handle(req, state)),
         Request::List(req) => Reply::One(list::handle(req, state)),
         Request::Add(req) => Reply::One(add::handle(req, state).await),
         Request::Remove(req) => Reply::One(remove::handle(req, state).await),
         Request::Refresh(req) => Reply::One(refresh::handle(req, state).await),
-        Request::Login(req) => login::handle(req, state),
+        Request::Login(req) => login::handle(req.into(), state),
+        Request::Login2(req) => login::handle(req, state),
+        Request::LoginRedirect(_) => Reply::One(Response::Error(ErrorReply::new(
+            ErrorCode::Invalid,
+            "no browser login is waiting on this connection for a pasted address",
+        ))),
         Request::Logout(req) => Reply::One(logout::handle(req, state).await),
         Request::Watch(req) => watch::handle(req, state),
         Request::Ping(req) => Reply::One(ping::handle(req, state)),

@@ -11,7 +11,7 @@ use crate::state::DaemonState;
 
 pub(super) async fn handle(req: RefreshRequest, state: &Arc<DaemonState>) -> Response {
     match engine::refresh_now(state, &req.name, Duration::from_millis(req.wait_ms)).await {
-        Ok(session) => Response::Refreshed(RefreshReply { session }),
+        Ok(session) => Response::Refreshed2(RefreshReply { session }),
         Err(e) => Response::Error(e),
     }
 }

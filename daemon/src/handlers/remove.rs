@@ -6,8 +6,8 @@ use tokd_protocol::verbs::remove::{RemoveReply, RemoveRequest};
 use crate::state::DaemonState;
 
 pub(super) async fn handle(req: RemoveRequest, state: &DaemonState) -> Response {
-    match state.sessions.remove(&req.name).await {
-        Ok(()) => {
+    match state.sessions.remove(&req.name, None).await {
+        Ok(_) => {
             crate::engine::on_removed(state, &req.name);
             Response::Removed(RemoveReply { name: req.name })
         }

@@ -8,7 +8,7 @@ use crate::state::DaemonState;
 pub(super) fn handle(req: StatusRequest, state: &DaemonState) -> Response {
     let config = state.config();
     match state.sessions.status(req.name.as_deref(), &config) {
-        Ok(sessions) => Response::Status(StatusReply {
+        Ok(sessions) => Response::Status2(StatusReply {
             daemon: state.info(&config),
             sessions,
         }),

@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use url::Url;
 
-use super::{LOGIN_TIMEOUT, Prompts, prompt, provider_failed, required_endpoint};
+use super::{LOGIN_TIMEOUT, Prompts, prompt, provider_failed, required_endpoint, unless_cancelled};
 use crate::providers::oauth2;
 use crate::providers::{Provider, TokenGrant, http};
 use crate::sessions::import::TokenSet;
@@ -92,14 +92,18 @@ pub async fn run(
         return Err(ErrorReply::new(ErrorCode::Invalid, "the client went away"));
     }
 
-    let code = tokio::time::timeout(LOGIN_TIMEOUT, receive_code(&listener, &expected_state))
-        .await
-        .map_err(|_| {
-            ErrorReply::new(
-                ErrorCode::Timeout,
-                "no answer from the browser in time; run `tokd login` again",
-            )
-        })??;
+    let waiting = async {
+        tokio::time::timeout(LOGIN_TIMEOUT, receive_code(&listener, &expected_state))
+            .await
+            .map_err(|_| {
+                ErrorReply::new(
+                    ErrorCode::Timeout,
+                    "no answer from the browser in time; run `tokd login` again",
+                )
+            })?
+    };
+    // From here on the code is spent at the provider: the exchange is seen through.
+    let code = unless_cancelled(prompts, waiting).await?;
     drop(listener);
     let sent_at = state.clock.now_ms();
     let tokens = oauth2::token_request(

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use tokd_protocol::verbs::login::LoginPrompt;
 use tokd_protocol::{ErrorCode, ErrorReply, Response, Secret};
 
-use super::{LOGIN_TIMEOUT, Prompts, prompt, provider_failed, required_endpoint};
+use super::{LOGIN_TIMEOUT, Prompts, prompt, provider_failed, required_endpoint, unless_cancelled};
 use crate::providers::oauth2::{self, error_code, interpret, push_scope_and_extras, secrets_of};
 use crate::providers::{Provider, TokenGrant, http};
 use crate::sessions::import::TokenSet;
@@ -99,7 +99,13 @@ pub async fn run(
         device_code: &auth.device_code,
     };
     loop {
-        tokio::time::sleep_until((tokio::time::Instant::now() + interval).min(deadline)).await;
+        // The wait for the user races the client; a poll, once sent, is seen through: its
+        // answer may carry the tokens of the approved code.
+        let pause = async {
+            tokio::time::sleep_until((tokio::time::Instant::now() + interval).min(deadline)).await;
+            Ok(())
+        };
+        unless_cancelled(prompts, pause).await?;
         if tokio::time::Instant::now() >= deadline {
             return Err(ErrorReply::new(
                 ErrorCode::Timeout,

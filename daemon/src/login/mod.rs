@@ -33,24 +33,23 @@ pub type Prompts = mpsc::Sender<Response>;
 pub fn start(state: Arc<DaemonState>, req: LoginRequest) -> ResponseStream {
     let (tx, rx) = mpsc::channel(4);
     tokio::spawn(async move {
-        let cancelled = tx.clone();
-        // Only the interactive part races the client: once the provider has issued tokens
-        // (spending the code), they are stored even if the client has gone.
-        let obtained = tokio::select! {
-            r = obtain(&state, &req, &tx) => r,
-            () = cancelled.closed() => {
-                tracing::info!(session = %req.name, "login cancelled by the client");
-                return;
+        // Only the waits for the user race the client (see `unless_cancelled`): once a
+        // token request is sent, its answer is awaited and stored even if the client has
+        // gone, since the provider has issued a grant by then.
+        let outcome = match obtain(&state, &req, &tx).await {
+            Ok((provider, tokens, origin)) => {
+                store(&state, &req, &provider.name, tokens, origin).await
             }
-        };
-        let outcome = match obtained {
-            Ok((tokens, origin)) => store(&state, &req, tokens, origin).await,
             Err(e) => Err(e),
         };
         let last = match outcome {
-            Ok(reply) => Response::LoggedIn(reply),
+            Ok(reply) => Response::LoggedIn2(reply),
+            Err(e) if tx.is_closed() => {
+                tracing::info!(session = %req.name, reason = %e.message, "login cancelled by the client");
+                return;
+            }
             Err(e) => {
-                tracing::warn!(target: "tokd::audit", event = "login_failed", session = %req.name, provider = %req.provider, error = %e.message, "login failed");
+                tracing::warn!(target: "tokd::audit", event = "login_failed", session = %req.name, provider = req.provider.as_deref().unwrap_or_default(), error = %e.message, "login failed");
                 Response::Error(e)
             }
         };
@@ -61,35 +60,73 @@ pub fn start(state: Arc<DaemonState>, req: LoginRequest) -> ResponseStream {
     }))
 }
 
+/// Awaits `interactive` (a wait for the user) unless the client hangs up first. Only waits
+/// for the user go through here, never a token request: a request that was sent is seen
+/// through.
+pub(super) async fn unless_cancelled<T>(
+    prompts: &Prompts,
+    interactive: impl std::future::Future<Output = Result<T, ErrorReply>>,
+) -> Result<T, ErrorReply> {
+    tokio::select! {
+        r = interactive => r,
+        () = prompts.closed() => Err(ErrorReply::new(ErrorCode::Invalid, "the client went away")),
+    }
+}
+
 async fn obtain(
     state: &Arc<DaemonState>,
     req: &LoginRequest,
     prompts: &Prompts,
-) -> Result<(TokenSet, String), ErrorReply> {
+) -> Result<(Arc<Provider>, TokenSet, String), ErrorReply> {
     tokd_protocol::name::validate_session_name(&req.name)
         .map_err(|m| ErrorReply::new(ErrorCode::Invalid, m))?;
-    let provider = state.providers().get(&req.provider).ok_or_else(|| {
-        ErrorReply::new(
-            ErrorCode::Invalid,
-            format!("no provider named {:?} in the config", req.provider),
-        )
-    })?;
+    let provider = provider_for(state, req)?;
     if provider.config.kind == ProviderKind::Json {
         return Err(ErrorReply::new(
             ErrorCode::Invalid,
             format!(
                 "provider {:?} is a json refresh endpoint: log in through its backend and import \
                  the answer with `tokd add {} --provider {}`",
-                req.provider, req.name, req.provider
+                provider.name, req.name, provider.name
             ),
         ));
     }
-    match &req.method {
+    let (tokens, origin) = match &req.method {
         LoginMethod::Device => device::run(state, &provider, prompts).await,
         LoginMethod::Browser { open_browser } => {
             browser::run(state, &provider, *open_browser, prompts).await
         }
-    }
+    }?;
+    Ok((provider, tokens, origin))
+}
+
+/// The provider a login uses: the one named, else the existing session's.
+fn provider_for(state: &DaemonState, req: &LoginRequest) -> Result<Arc<Provider>, ErrorReply> {
+    let existing = || {
+        state
+            .sessions
+            .find(&req.name)
+            .and_then(|s| match &*s.lock() {
+                Slot::Live { record, .. } => Some(record.provider.clone()),
+                Slot::Corrupt { .. } => None,
+            })
+    };
+    let Some(name) = req.provider.clone().or_else(existing) else {
+        return Err(ErrorReply::new(
+            ErrorCode::Invalid,
+            format!(
+                "there is no session named {:?} to log in again: name a provider with \
+                 `tokd login {} --provider PROVIDER`",
+                req.name, req.name
+            ),
+        ));
+    };
+    state.providers().get(&name).ok_or_else(|| {
+        ErrorReply::new(
+            ErrorCode::Invalid,
+            format!("no provider named {name:?} in the config"),
+        )
+    })
 }
 
 /// Stores the logged-in session: a new generation of the name, keeping the attributes of
@@ -97,6 +134,7 @@ async fn obtain(
 async fn store(
     state: &Arc<DaemonState>,
     req: &LoginRequest,
+    provider: &str,
     tokens: TokenSet,
     origin: String,
 ) -> Result<LoginReply, ErrorReply> {
@@ -118,7 +156,7 @@ async fn store(
         .add(
             NewSession {
                 name: req.name.clone(),
-                provider: req.provider.clone(),
+                provider: provider.to_owned(),
                 attrs,
                 replace: true,
                 tokens,
@@ -129,7 +167,7 @@ async fn store(
         .await
         .map_err(ErrorReply::from)?;
     engine::on_added(state, &session);
-    tracing::info!(target: "tokd::audit", event = "logged_in", session = %req.name, provider = %req.provider, "login completed");
+    tracing::info!(target: "tokd::audit", event = "logged_in", session = %req.name, provider = %provider, "login completed");
     state
         .sessions
         .events()

@@ -84,6 +84,16 @@ impl ProviderError {
         }
     }
 
+    /// The stable code a client is told for this failure.
+    pub fn code(&self) -> tokd_protocol::ErrorCode {
+        use tokd_protocol::ErrorCode;
+        match self {
+            ProviderError::Retryable { .. } => ErrorCode::RefreshFailed,
+            ProviderError::NeedsLogin(_) => ErrorCode::NeedsLogin,
+            ProviderError::NeedsConfig(_) => ErrorCode::NeedsConfig,
+        }
+    }
+
     /// Whether the request may have been acted on without us learning the result.
     pub fn outcome_unknown(&self) -> bool {
         matches!(

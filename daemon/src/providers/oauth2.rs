@@ -182,19 +182,32 @@ pub fn secrets_of<'a>(provider: &'a Provider, grant: &'a TokenGrant<'_>) -> Vec<
 }
 
 /// Revokes `token` at the provider's revocation endpoint (RFC 7009). `Ok(false)` when the
-/// provider offers none.
+/// provider offers none. Like a refresh, a revocation sends the token only to the origin it
+/// is bound to (`bound_origin`, when known).
 ///
 /// # Errors
-/// A classified [`ProviderError`] when the endpoint does not confirm.
+/// NeedsConfig when the revocation endpoint is on another origin (nothing is sent); a
+/// classified [`ProviderError`] when the endpoint does not confirm.
 pub async fn revoke(
     provider: &Provider,
     client: &reqwest::Client,
     token: &tokd_protocol::Secret,
     hint: &str,
+    bound_origin: Option<&str>,
 ) -> Result<bool, ProviderError> {
     let Some(url) = provider.endpoints(client).await?.revocation else {
         return Ok(false);
     };
+    let origin = http::origin(&url);
+    if let Some(bound) = bound_origin
+        && bound != origin
+    {
+        return Err(ProviderError::NeedsConfig(format!(
+            "the session's tokens were issued for {bound} but provider {:?} now revokes at \
+             {origin}; they are never sent elsewhere (restore the endpoint)",
+            provider.name
+        )));
+    }
     let form = vec![
         ("token", token.expose().to_owned()),
         ("token_type_hint", hint.to_owned()),

@@ -95,6 +95,8 @@ pub async fn serve(
         return;
     }
     tracing::trace!(peer_pid = ?pid, client = %hello.client_name, "client connected");
+    // Each answer goes out in the layouts this client's minor version reads.
+    let minor = hello.minor;
 
     // Per connection, not per request: the cancellation waits stay registered across
     // requests, and the idle timer is only moved when it fires early (it fires at most once
@@ -169,13 +171,16 @@ pub async fn serve(
         };
         match handlers::dispatch(request, &state, from).await {
             Reply::One(response) => {
+                let Some(response) = response.for_minor(minor) else {
+                    continue;
+                };
                 if send(&mut conn, &response).await.is_err() {
                     return;
                 }
             }
             Reply::Stream(stream) => {
                 slot.set(Phase::Streaming);
-                stream_out(&mut conn, stream, &shutdown).await;
+                stream_out(&mut conn, stream, &shutdown, minor).await;
                 return;
             }
         }
@@ -188,6 +193,7 @@ async fn stream_out(
     conn: &mut Conn,
     mut stream: handlers::ResponseStream,
     shutdown: &CancellationToken,
+    minor: u16,
 ) {
     loop {
         tokio::select! {
@@ -198,6 +204,9 @@ async fn stream_out(
             }
             item = stream.next() => match item {
                 Some(response) => {
+                    let Some(response) = response.for_minor(minor) else {
+                        continue;
+                    };
                     if send(conn, &response).await.is_err() {
                         return;
                     }

@@ -149,6 +149,8 @@ pub struct Runtime {
     pub jitter_ms: i64,
     /// The expiry of the current token has been reported (log line and event).
     pub expired_reported: bool,
+    /// A logout is revoking the session's grant: no refresh may start until it is done.
+    pub revoking: bool,
     /// The last attempts failed retryably.
     pub backoff: bool,
     /// Failed attempts since the last success.
@@ -210,6 +212,15 @@ pub struct Sessions {
     store: Store,
     events: Events,
     clock: Arc<dyn WallClock>,
+}
+
+/// What [`Sessions::remove`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// The session is gone.
+    Removed,
+    /// The session of that name is a newer generation than the one asked for: kept.
+    NewerKept,
 }
 
 /// A session about to be stored by `add` (or a login).
@@ -379,6 +390,14 @@ impl Sessions {
             });
         }
         let left = u64::try_from(record.expires_at_ms.saturating_sub(now)).unwrap_or(0);
+        let (state, reason) = derive_state(record, runtime, config, now);
+        let notice = (state == SessionState::NeedsLogin).then(|| {
+            format!(
+                "session {name:?} needs a login ({}); the provider may already have revoked \
+                 this token",
+                reason.unwrap_or_default()
+            )
+        });
         Ok(TokenReply {
             access_token: record.access_token.clone(),
             token_type: record.token_type.clone(),
@@ -389,6 +408,8 @@ impl Sessions {
                 None
             },
             meets_min_valid: left >= min_valid_ms,
+            state,
+            notice,
         })
     }
 
@@ -514,15 +535,24 @@ impl Sessions {
         Ok((session, reply))
     }
 
-    /// Removes a session; a corrupt record is moved to the quarantine tree, not deleted.
+    /// Removes a session — only generation `generation` of it, when given (a logout removes
+    /// the grant it revoked, never a session that replaced it meanwhile); a corrupt record is
+    /// moved to the quarantine tree, not deleted.
     ///
     /// # Errors
     /// `NotFound`, or `Store` when the removal could not be persisted.
-    pub async fn remove(&self, name: &str) -> Result<(), SessionError> {
+    pub async fn remove(
+        &self,
+        name: &str,
+        generation: Option<u64>,
+    ) -> Result<Removal, SessionError> {
         let _admin = self.admin.lock().await;
         let session = self
             .find(name)
             .ok_or_else(|| SessionError::NotFound(name.to_owned()))?;
+        if generation.is_some_and(|g| g != session.generation) {
+            return Ok(Removal::NewerKept);
+        }
         let corrupt = matches!(&*session.lock(), Slot::Corrupt { .. });
         // Waits for a refresh commit of this session in progress; later ones see a stale
         // generation and discard their result.
@@ -535,7 +565,7 @@ impl Sessions {
         self.write_map().remove(name);
         tracing::info!(target: "tokd::audit", event = "removed", session = %name, corrupt, "session removed");
         self.events.emit(name, WatchEventKind::Removed);
-        Ok(())
+        Ok(Removal::Removed)
     }
 
     /// The session (other than `except`) that holds this refresh token, if any.
@@ -675,6 +705,11 @@ pub fn status_of(session: &Session, config: &Config, now: EpochMs) -> SessionSta
             has_id_token: false,
             scope: None,
             attrs: Vec::new(),
+            client_credentials: false,
+            refresh_origin: None,
+            resource: None,
+            registered_client: false,
+            derived: Vec::new(),
         },
         Slot::Live { record, runtime } => {
             let (state, last_error) = derive_state(record, runtime, config, now);
@@ -694,6 +729,14 @@ pub fn status_of(session: &Session, config: &Config, now: EpochMs) -> SessionSta
                 has_id_token: record.id_token.is_some(),
                 scope: record.scope.clone(),
                 attrs: record.attrs.clone(),
+                client_credentials: config
+                    .providers
+                    .get(&record.provider)
+                    .is_some_and(|p| p.grant == Grant::ClientCredentials),
+                refresh_origin: record.refresh_origin.clone(),
+                resource: None,
+                registered_client: false,
+                derived: Vec::new(),
             }
         }
     }

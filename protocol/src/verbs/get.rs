@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
-use crate::types::EpochMs;
+use crate::types::{EpochMs, SessionState, TokenTarget};
 
 /// Asks for a session's current access token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,6 +17,9 @@ pub struct GetRequest {
     pub wait_ms: u64,
     /// Also return the stored id_token.
     pub include_id_token: bool,
+    /// Which token: the session's own (empty), or one derived from its grant for an
+    /// audience, resources or a scope.
+    pub target: TokenTarget,
 }
 
 /// The answer to `get`.
@@ -33,4 +36,10 @@ pub struct TokenReply {
     /// False when the token has less than the requested `min_valid` left (no fresher one
     /// could be had in time) but is still valid by the wall clock.
     pub meets_min_valid: bool,
+    /// The session's state when it answered (a `needs_login` session still answers its
+    /// token while it is valid).
+    pub state: SessionState,
+    /// Something the user should know about this answer (the session needs a login, no
+    /// token can meet `min_valid`, …); never a secret. The CLI prints it on stderr.
+    pub notice: Option<String>,
 }

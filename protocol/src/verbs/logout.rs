@@ -16,4 +16,7 @@ pub struct LogoutReply {
     pub name: String,
     /// Whether the provider confirmed a revocation (RFC 7009).
     pub revoked: bool,
+    /// The session was replaced (login, `add --replace`) while the revocation was out: the
+    /// revoked grant is gone, the newer session was kept.
+    pub newer_kept: bool,
 }

@@ -62,6 +62,22 @@ pub enum WatchEventKind {
 }
 
 impl WatchEventKind {
+    /// Whether a protocol 1.0 client can decode this kind (the nine kinds of 1.0).
+    pub fn known_to_1_0(&self) -> bool {
+        matches!(
+            self,
+            WatchEventKind::Added
+                | WatchEventKind::Removed
+                | WatchEventKind::Refreshed { .. }
+                | WatchEventKind::RefreshFailed { .. }
+                | WatchEventKind::NeedsLogin { .. }
+                | WatchEventKind::NeedsConfig { .. }
+                | WatchEventKind::Expired
+                | WatchEventKind::LoggedIn
+                | WatchEventKind::Resync
+        )
+    }
+
     /// A short stable name for the kind (`refreshed`, `needs_login`, …).
     pub fn as_str(&self) -> &'static str {
         match self {

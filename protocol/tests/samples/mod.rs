@@ -3,8 +3,8 @@
 use tokd_protocol::verbs::{add, get, list, login, logout, ping, refresh, remove, status, watch};
 use tokd_protocol::*;
 
-pub fn session_status() -> SessionStatus {
-    SessionStatus {
+pub fn session_status() -> v0::SessionStatus {
+    v0::SessionStatus {
         name: "work".into(),
         provider: "corp".into(),
         state: SessionState::Backoff,
@@ -28,7 +28,7 @@ pub fn requests() -> Vec<(&'static str, Request)> {
     vec![
         (
             "request-get",
-            Request::Get(get::GetRequest {
+            Request::Get(v0::GetRequest {
                 name: "work".into(),
                 min_valid_ms: 10_000,
                 wait_ms: 10_000,
@@ -67,7 +67,7 @@ pub fn requests() -> Vec<(&'static str, Request)> {
         ),
         (
             "request-login",
-            Request::Login(login::LoginRequest {
+            Request::Login(v0::LoginRequest {
                 name: "work".into(),
                 provider: "corp".into(),
                 method: login::LoginMethod::Browser { open_browser: true },
@@ -82,7 +82,68 @@ pub fn requests() -> Vec<(&'static str, Request)> {
         ),
         ("request-watch", Request::Watch(watch::WatchRequest {})),
         ("request-ping", Request::Ping(ping::PingRequest {})),
+        (
+            "request-get2",
+            Request::Get2(get::GetRequest {
+                name: "work".into(),
+                min_valid_ms: 10_000,
+                wait_ms: 10_000,
+                include_id_token: false,
+                target: target(),
+            }),
+        ),
+        (
+            "request-login2",
+            Request::Login2(login::LoginRequest {
+                name: "notes".into(),
+                provider: None,
+                method: login::LoginMethod::Browser {
+                    open_browser: false,
+                },
+                attrs: vec![],
+                replace: false,
+                timeout_ms: Some(300_000),
+                resource: Some("https://mcp.example.com/mcp".into()),
+                issuer: Some("https://id.example.com".into()),
+                scope_add: vec!["notes.write".into()],
+            }),
+        ),
+        (
+            "request-login-redirect",
+            Request::LoginRedirect(login::LoginRedirect {
+                url: Secret::new("http://127.0.0.1:4711/callback?code=c&state=s"),
+            }),
+        ),
     ]
+}
+
+/// A derived token's target.
+pub fn target() -> TokenTarget {
+    TokenTarget {
+        audience: Some("https://storage.example.org".into()),
+        resources: vec!["https://api.example.com/".into()],
+        scope: Some("storage.read:/data".into()),
+    }
+}
+
+/// A 1.1 session status, with everything 1.1 added.
+pub fn session_status2() -> SessionStatus {
+    let mut s: SessionStatus = session_status().into();
+    s.client_credentials = false;
+    s.refresh_origin = Some("https://id.example.com".into());
+    s.resource = Some("https://mcp.example.com/mcp".into());
+    s.registered_client = true;
+    s.derived = vec![DerivedStatus {
+        target: target(),
+        state: SessionState::Valid,
+        token_valid: true,
+        expires_at_ms: Some(1_800_000_000_000),
+        next_refresh_at_ms: Some(1_799_999_700_000),
+        last_used_at_ms: 1_799_999_000_000,
+        refresh_count: 3,
+        last_error: None,
+    }];
+    s
 }
 
 /// Every response variant, named for its fixture file.
@@ -94,7 +155,7 @@ pub fn responses() -> Vec<(&'static str, Response)> {
         ),
         (
             "response-token",
-            Response::Token(get::TokenReply {
+            Response::Token(v0::TokenReply {
                 access_token: Secret::new("eyJ.a.b"),
                 token_type: "Bearer".into(),
                 expires_at_ms: 1_800_000_000_000,
@@ -104,8 +165,8 @@ pub fn responses() -> Vec<(&'static str, Response)> {
         ),
         (
             "response-status",
-            Response::Status(status::StatusReply {
-                daemon: DaemonInfo {
+            Response::Status(v0::StatusReply {
+                daemon: v0::DaemonInfo {
                     version: "0.1.0".into(),
                     protocol_major: 1,
                     protocol_minor: 0,
@@ -132,7 +193,7 @@ pub fn responses() -> Vec<(&'static str, Response)> {
         ),
         (
             "response-added",
-            Response::Added(add::AddReply {
+            Response::Added(v0::AddReply {
                 session: session_status(),
                 replaced: false,
             }),
@@ -145,7 +206,7 @@ pub fn responses() -> Vec<(&'static str, Response)> {
         ),
         (
             "response-refreshed",
-            Response::Refreshed(refresh::RefreshReply {
+            Response::Refreshed(v0::RefreshReply {
                 session: session_status(),
             }),
         ),
@@ -160,13 +221,13 @@ pub fn responses() -> Vec<(&'static str, Response)> {
         ),
         (
             "response-logged-in",
-            Response::LoggedIn(login::LoginReply {
+            Response::LoggedIn(v0::LoginReply {
                 session: session_status(),
             }),
         ),
         (
             "response-logged-out",
-            Response::LoggedOut(logout::LogoutReply {
+            Response::LoggedOut(v0::LogoutReply {
                 name: "work".into(),
                 revoked: true,
             }),
@@ -191,6 +252,90 @@ pub fn responses() -> Vec<(&'static str, Response)> {
             Response::Pong(ping::PongReply {
                 daemon_version: "0.1.0".into(),
                 pid: 1,
+            }),
+        ),
+        (
+            "response-token2",
+            Response::Token2(get::TokenReply {
+                access_token: Secret::new("eyJ.a.b"),
+                token_type: "Bearer".into(),
+                expires_at_ms: 1_800_000_000_000,
+                id_token: None,
+                meets_min_valid: true,
+                state: SessionState::NeedsLogin,
+                notice: Some("session \"work\" needs a login".into()),
+            }),
+        ),
+        (
+            "response-status2",
+            Response::Status2(status::StatusReply {
+                daemon: DaemonInfo {
+                    version: "0.2.0".into(),
+                    protocol_major: 1,
+                    protocol_minor: 1,
+                    pid: 4242,
+                    uptime_ms: 5000,
+                    socket: "/run/user/1000/tokd/tokd.sock".into(),
+                    state_dir: "/home/u/.local/state/tokd".into(),
+                    key_source: "key file /home/u/.config/tokd/key".into(),
+                    config_file: Some("/home/u/.config/tokd/config.toml".into()),
+                    session_count: 1,
+                    proxy: Some("https via http://proxy.example:3128".into()),
+                    last_rejected_reload: Some(RejectedReload {
+                        at_ms: 1_799_999_000_000,
+                        error: "line 3, column 1: unknown field".into(),
+                    }),
+                    providers: vec![
+                        ProviderInfo {
+                            name: "corp".into(),
+                            source: ProviderSource::Config,
+                            issuer: Some("https://id.example.com".into()),
+                            registered_client: false,
+                        },
+                        ProviderInfo {
+                            name: "mcp.example.com".into(),
+                            source: ProviderSource::Discovered {
+                                resource: "https://mcp.example.com/mcp".into(),
+                            },
+                            issuer: Some("https://auth.example.com".into()),
+                            registered_client: true,
+                        },
+                    ],
+                },
+                sessions: vec![session_status2()],
+            }),
+        ),
+        (
+            "response-added2",
+            Response::Added2(add::AddReply {
+                session: session_status2(),
+                replaced: true,
+            }),
+        ),
+        (
+            "response-refreshed2",
+            Response::Refreshed2(refresh::RefreshReply {
+                session: session_status2(),
+            }),
+        ),
+        (
+            "response-logged-in2",
+            Response::LoggedIn2(login::LoginReply {
+                session: session_status2(),
+            }),
+        ),
+        (
+            "response-logged-out2",
+            Response::LoggedOut2(logout::LogoutReply {
+                name: "work".into(),
+                revoked: true,
+                newer_kept: true,
+            }),
+        ),
+        (
+            "response-login-notice",
+            Response::LoginPrompt(login::LoginPrompt::Notice {
+                message: "registered a client at https://auth.example.com".into(),
             }),
         ),
     ]

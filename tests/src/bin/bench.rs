@@ -962,7 +962,19 @@ fn get_request(name: &str, min_valid_ms: u64) -> GetRequest {
         min_valid_ms,
         wait_ms: 10_000,
         include_id_token: false,
+        target: tokd_protocol::TokenTarget::default(),
     }
+}
+
+/// The `get` request frame as clients send it for a session's own token (the 1.0 layout,
+/// which every daemon reads).
+fn get_frame(name: &str, min_valid_ms: u64) -> Request {
+    Request::Get(tokd_protocol::v0::GetRequest {
+        name: name.to_owned(),
+        min_valid_ms,
+        wait_ms: 10_000,
+        include_id_token: false,
+    })
 }
 
 async fn connect(socket: &SocketPath, name: &str) -> Result<Client> {
@@ -1057,12 +1069,8 @@ impl EchoServer {
     /// request as long as its `get` frame.
     fn start(bins: &Bins, dir: &Path, hot: &TokenReply) -> Result<EchoServer> {
         let mut req = Vec::new();
-        encode_message(
-            &Request::Get(get_request(HOT_SESSION, 10_000)),
-            DEFAULT_MAX_FRAME,
-            &mut req,
-        )?;
-        let resp_len = 4 + encode_payload(&Response::Token(hot.clone()))?.len();
+        encode_message(&get_frame(HOT_SESSION, 10_000), DEFAULT_MAX_FRAME, &mut req)?;
+        let resp_len = 4 + encode_payload(&Response::Token2(hot.clone()))?.len();
         let socket = dir.join("run/echo.sock");
         let child = Command::new(&bins.bench)
             .arg("__echo-server")
@@ -1645,7 +1653,7 @@ fn oneshot_section(
         &mut bytes,
     )?;
     encode_message(
-        &Request::Get(get_request(HOT_SESSION, 10_000)),
+        &get_frame(HOT_SESSION, 10_000),
         DEFAULT_MAX_FRAME,
         &mut bytes,
     )?;

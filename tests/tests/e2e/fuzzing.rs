@@ -16,7 +16,7 @@ use tokd_protocol::frame::{
     DEFAULT_MAX_FRAME, HEADER_LEN, MAX_RESPONSE_FRAME, decode_frame, decode_payload, encode_frame,
     encode_payload, read_frame_blocking,
 };
-use tokd_protocol::verbs::{add, get, list, logout, ping, refresh, remove, status};
+use tokd_protocol::verbs::{add, list, logout, ping, refresh, remove, status};
 use tokd_protocol::{ErrorCode, Hello, HelloAck, PROTOCOL_MAJOR, ProtocolError, Request, Response};
 
 /// Cases per property (six properties share one daemon).
@@ -171,7 +171,7 @@ fn expect_ping(s: &mut UnixStream) -> Outcome {
 /// the answer must be the cached token, which needs no refresh to wait for.
 fn healthy(d: &TestDaemon) -> Outcome {
     let mut s = greeted(d)?;
-    let get = Request::Get(get::GetRequest {
+    let get = Request::Get(tokd_protocol::v0::GetRequest {
         name: SESSION.into(),
         min_valid_ms: 10_000,
         wait_ms: 1_000,
@@ -180,7 +180,7 @@ fn healthy(d: &TestDaemon) -> Outcome {
     s.write_all(&frame(&encode_payload(&get).expect("payload")))
         .map_err(|e| TestCaseError::fail(format!("writing a get: {e}")))?;
     match next_answer(&mut s)? {
-        Some(Response::Token(t)) => {
+        Some(Response::Token2(t)) => {
             check!(
                 t.access_token.expose() == TOKEN,
                 "a good client got another token"
@@ -492,7 +492,7 @@ struct Mutated {
 
 fn base_requests() -> Vec<Request> {
     vec![
-        Request::Get(get::GetRequest {
+        Request::Get(tokd_protocol::v0::GetRequest {
             name: SESSION.into(),
             min_valid_ms: 10_000,
             wait_ms: 2_000,

@@ -12,7 +12,6 @@ use tokd::protocol::frame::{
     DEFAULT_MAX_FRAME, decode_payload, encode_frame, encode_message, read_frame_blocking,
 };
 use tokd::protocol::paths::{SocketPath, SocketSource};
-use tokd::protocol::verbs::get::TokenReply;
 use tokd::protocol::verbs::ping::PongReply;
 use tokd::protocol::verbs::watch::{WatchEvent, WatchEventKind};
 use tokd::protocol::{ErrorCode, HelloAck, Request, Response, Secret};
@@ -309,7 +308,7 @@ fn pong() -> Response {
 }
 
 fn fake_token() -> Response {
-    Response::Token(TokenReply {
+    Response::Token(tokd_protocol::v0::TokenReply {
         access_token: Secret::new("fake-token"),
         token_type: "Bearer".into(),
         expires_at_ms: i64::MAX,

@@ -23,9 +23,14 @@ pub async fn run(client: Client, args: LoginArgs) -> CmdResult {
     let mut stream = client
         .login(LoginRequest {
             name: args.name.clone(),
-            provider: args.provider,
+            provider: Some(args.provider),
             method,
             attrs: args.attrs,
+            replace: true,
+            timeout_ms: None,
+            resource: None,
+            issuer: None,
+            scope_add: Vec::new(),
         })
         .await?;
     while let Some(frame) = stream.next().await? {
@@ -51,20 +56,25 @@ pub async fn run(client: Client, args: LoginArgs) -> CmdResult {
                 }
                 eprintln!("Waiting for the login to finish (Ctrl-C cancels)…");
             }
-            Response::LoggedIn(reply) => {
-                let s = &reply.session;
-                println!(
-                    "logged in: session {} (provider {}) is ready; token expires {}",
-                    s.name,
-                    s.provider,
-                    relative(s.expires_at_ms, now_ms())
-                );
-                return Ok(Outcome::Exit(0));
-            }
+            Response::LoginPrompt(LoginPrompt::Notice { message }) => eprintln!("{message}"),
+            Response::LoggedIn(old) => return Ok(logged_in(&old.into())),
+            Response::LoggedIn2(reply) => return Ok(logged_in(&reply)),
             _ => return Err(tokd::ClientError::Unexpected("a login prompt or result")),
         }
     }
     Err(tokd::ClientError::Closed)
+}
+
+/// Says the login is done; the exit status.
+fn logged_in(reply: &tokd_protocol::verbs::login::LoginReply) -> Outcome {
+    let s = &reply.session;
+    println!(
+        "logged in: session {} (provider {}) is ready; token expires {}",
+        s.name,
+        s.provider,
+        relative(s.expires_at_ms, now_ms())
+    );
+    Outcome::Exit(0)
 }
 
 fn show_device_prompt(uri: &str, code: &str, complete: Option<&str>, expires_in_s: u64) {

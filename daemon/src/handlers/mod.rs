@@ -27,6 +27,9 @@ use crate::state::DaemonState;
 pub type ResponseStream = Pin<Box<dyn Stream<Item = Response> + Send>>;
 
 /// What a handler answers: one frame, or a stream of them.
+// `One` carries the hot path's answer by value: boxing it would cost an allocation per
+// request to save a move.
+#[allow(clippy::large_enum_variant)]
 pub enum Reply {
     /// A single answer frame.
     One(Response),

@@ -68,6 +68,7 @@ pub fn open_with_clock(
     clock: Arc<dyn clock::WallClock>,
 ) -> Result<Arc<DaemonState>, DaemonError> {
     let providers = providers::Providers::from_config(&config)?;
+    providers::http::log_proxy_settings();
     let options = store::StoreOptions {
         state_dir: config.state_dir.clone(),
         key_file: config.key_file.clone(),

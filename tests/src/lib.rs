@@ -513,7 +513,8 @@ impl Drop for TestDaemon {
     }
 }
 
-/// Points every XDG/tokd variable of `cmd` into `dir`, so nothing touches the real home.
+/// Points every XDG/tokd variable of `cmd` into `dir`, so nothing touches the real home, and
+/// removes the proxy variables, so none of the runner's proxies is used.
 pub fn isolate_env(cmd: &mut Command, dir: &Path) {
     for var in [
         "TOKD_SOCKET",
@@ -523,6 +524,15 @@ pub fn isolate_env(cmd: &mut Command, dir: &Path) {
         "LISTEN_FDS",
         "LISTEN_PID",
         "RUST_LOG",
+        // The runner's proxies must not decide where a test daemon's requests go.
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
     ] {
         cmd.env_remove(var);
     }

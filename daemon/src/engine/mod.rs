@@ -510,7 +510,21 @@ async fn attempt(
     // Resolve (and discover) the endpoint before anything is marked or sent.
     let url = match provider.target(&client).await {
         Ok(url) => url,
-        Err(e) => return Outcome::Failed(e.nothing_sent()),
+        Err(e @ ProviderError::Retryable { .. }) => return Outcome::Failed(e.nothing_sent()),
+        // A verdict (a discovery document naming another issuer, say) is kept in the record,
+        // so status shows it and nothing is tried again until the config changes.
+        Err(e) => {
+            return fail(
+                state,
+                session,
+                record,
+                use_refresh_token,
+                interrupted,
+                e,
+                None,
+            )
+            .await;
+        }
     };
     if use_refresh_token
         && let Err(e) = provider.check_binding(&url, record.refresh_origin.as_deref())

@@ -227,15 +227,21 @@ pub async fn refresh(
         request = request.header(k.as_str(), v.as_str());
     }
     let answer = http::send(request.body(body.to_vec()), "refresh endpoint").await?;
+    let mut secrets = vec![refresh_token.expose()];
+    secrets.extend(provider.client_secret.as_ref().map(Secret::expose));
+    secrets.extend(super::secret_header_values(headers));
     interpret(
         &answer,
         &ResponseMap::of(cfg),
         sent_at,
         provider.default_lifetime(),
+        &secrets,
     )
 }
 
-/// Classifies a JSON refresh endpoint's answer (see the README's table).
+/// Classifies a JSON refresh endpoint's answer (see the README's table). `secrets` (what
+/// the request carried: the refresh token, secret-like header values) are blanked out of
+/// the error code before it reaches a message.
 ///
 /// # Errors
 /// A classified [`ProviderError`].
@@ -244,9 +250,10 @@ pub fn interpret(
     map: &ResponseMap,
     sent_at: EpochMs,
     default_lifetime: Option<std::time::Duration>,
+    secrets: &[&str],
 ) -> Result<TokenSet, ProviderError> {
     let status = answer.status;
-    let code = error_code(&answer.body);
+    let code = error_code(&answer.body, secrets);
     let detail = code
         .as_deref()
         .map_or_else(String::new, |c| format!(" ({c})"));
@@ -281,20 +288,26 @@ pub fn interpret(
         _ => Err(ProviderError::Retryable {
             message: format!("refresh endpoint answered {status}{detail}"),
             retry_after: http::retry_after(&answer.headers),
-            sent_no_answer: false,
+            sent_no_answer: http::from_gateway(status),
         }),
     }
 }
 
-/// The error code in a JSON error body (`code` or `error`), sanitised and bounded.
-fn error_code(body: &[u8]) -> Option<String> {
+/// The error code in a JSON error body (`code` or `error`), `secrets` blanked out (some
+/// backends echo what they were sent), then sanitised and bounded.
+fn error_code(body: &[u8], secrets: &[&str]) -> Option<String> {
     let value: Value = serde_json::from_slice(body).ok()?;
-    let code = ["code", "error"]
+    let mut code = ["code", "error"]
         .iter()
-        .find_map(|k| value.get(*k).and_then(Value::as_str))?;
+        .find_map(|k| value.get(*k).and_then(Value::as_str))?
+        .to_owned();
+    // Before the filter and the bound: a secret must not survive as a cut-down copy.
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        code = code.replace(secret, "<redacted>");
+    }
     Some(
         code.chars()
-            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '<' | '>'))
             .take(64)
             .collect(),
     )
@@ -343,6 +356,7 @@ mod tests {
             &ResponseMap::of(&c),
             0,
             None,
+            &[],
         )
         .expect("tokens");
         assert_eq!(t.expires_at_ms, 1_800_000_000_000);
@@ -353,6 +367,7 @@ mod tests {
             &ResponseMap::of(&c),
             1000,
             None,
+            &[],
         )
         .expect("tokens");
         assert_eq!(t.expires_at_ms, 61_000);
@@ -363,6 +378,7 @@ mod tests {
             &ResponseMap::of(&c),
             0,
             None,
+            &[],
         )
         .expect("tokens");
         assert_eq!(t.expires_at_ms, 1_800_000_000_000);
@@ -371,7 +387,7 @@ mod tests {
     #[test]
     fn classification() {
         let m = ResponseMap::of(&cfg(""));
-        let kind = |status, body: &str| match interpret(&answer(status, body), &m, 0, None) {
+        let kind = |status, body: &str| match interpret(&answer(status, body), &m, 0, None, &[]) {
             Ok(_) => "ok",
             Err(ProviderError::NeedsLogin(_)) => "login",
             Err(ProviderError::NeedsConfig(_)) => "config",
@@ -387,5 +403,35 @@ mod tests {
         assert_eq!(kind(200, "<html>"), "retry");
         assert_eq!(kind(200, r#"{"refreshToken":"x"}"#), "retry");
         assert_eq!(kind(200, r#"{"token":"x"}"#), "config");
+    }
+
+    #[test]
+    fn gateway_errors_keep_the_outcome_unknown() {
+        let m = ResponseMap::of(&cfg(""));
+        for (status, unknown) in [(502, true), (504, true), (503, false), (500, false)] {
+            let err = interpret(&answer(status, ""), &m, 0, None, &[]).expect_err("error");
+            assert_eq!(err.outcome_unknown(), unknown, "{status}");
+        }
+    }
+
+    #[test]
+    fn echoed_secrets_are_blanked_out_of_the_code() {
+        let m = ResponseMap::of(&cfg(""));
+        // Longer than the 64-character bound and with characters the filter drops: neither
+        // a cut-down nor a filtered copy may survive.
+        let rt = format!("rt/{}+Z", "A1b2".repeat(30));
+        let filtered: String = rt.chars().filter(char::is_ascii_alphanumeric).collect();
+        for body in [
+            format!(r#"{{"code":"{rt}"}}"#),
+            format!(r#"{{"error":"unknown token {rt}"}}"#),
+        ] {
+            let err = interpret(&answer(400, &body), &m, 0, None, &[&rt]).expect_err("error");
+            let text = err.to_string();
+            assert!(!text.contains(&filtered[..20]), "{text}");
+            assert!(text.contains("<redacted>"), "{text}");
+        }
+        let err = interpret(&answer(403, r#"{"code":"k-123"}"#), &m, 0, None, &["k-123"])
+            .expect_err("error");
+        assert!(!err.to_string().contains("k-123"), "{err}");
     }
 }

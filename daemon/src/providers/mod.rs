@@ -106,6 +106,23 @@ impl ProviderError {
     }
 }
 
+/// The values of headers that look like credentials (`Authorization`, `Cookie`, names with
+/// `key`, `token`, `secret`, `auth`, `password` or `session`), to blank out of provider text
+/// along with the tokens a request carried.
+pub fn secret_header_values(headers: &std::collections::BTreeMap<String, String>) -> Vec<&str> {
+    const HINTS: [&str; 7] = [
+        "auth", "cookie", "key", "token", "secret", "password", "session",
+    ];
+    headers
+        .iter()
+        .filter(|(name, _)| {
+            let name = name.to_ascii_lowercase();
+            HINTS.iter().any(|h| name.contains(h))
+        })
+        .map(|(_, value)| value.as_str())
+        .collect()
+}
+
 /// What to ask the token endpoint for.
 #[derive(Debug)]
 pub enum TokenGrant<'a> {
@@ -182,8 +199,20 @@ pub struct Provider {
     pub refresh_ahead: Duration,
     /// Cap on this provider's refreshes in flight.
     pub semaphore: Arc<Semaphore>,
-    /// Discovered endpoints, fetched once.
-    discovered: tokio::sync::Mutex<Option<Endpoints>>,
+    /// Discovered endpoints, fetched once (again later when a document was unreadable).
+    discovered: tokio::sync::Mutex<Option<CachedDiscovery>>,
+}
+
+/// How long endpoints from an incomplete discovery (one document unreadable for a passing
+/// reason) are used before discovery is tried again.
+const REDISCOVER_AFTER: Duration = Duration::from_secs(300);
+
+/// Endpoints found by discovery.
+#[derive(Debug)]
+struct CachedDiscovery {
+    endpoints: Endpoints,
+    /// When to discover again; `None` once both documents were read (or found absent).
+    ask_again_at: Option<std::time::Instant>,
 }
 
 impl Provider {
@@ -409,16 +438,36 @@ impl Provider {
             return Ok(configured);
         }
         let mut cache = self.discovered.lock().await;
-        if cache.is_none() {
-            let issuer = parse("issuer", &Some(issuer.to_owned()))?
+        let stale = cache.as_ref().is_none_or(|c| {
+            c.ask_again_at
+                .is_some_and(|at| at <= std::time::Instant::now())
+        });
+        if stale {
+            let url = parse("issuer", &Some(issuer.to_owned()))?
                 .ok_or_else(|| ProviderError::NeedsConfig("issuer missing".into()))?;
             // A discovery request carries no secret and rotates nothing.
-            let found = oauth2::discover(client, &issuer, &self.name)
-                .await
-                .map_err(ProviderError::nothing_sent)?;
-            *cache = Some(found);
+            match oauth2::discover(client, &url, issuer, &self.name).await {
+                Ok(found) => {
+                    *cache = Some(CachedDiscovery {
+                        ask_again_at: (!found.settled)
+                            .then(|| std::time::Instant::now() + REDISCOVER_AFTER),
+                        endpoints: found.endpoints,
+                    });
+                }
+                // What an earlier discovery found serves until a new one succeeds.
+                Err(e) if cache.is_none() => return Err(e.nothing_sent()),
+                Err(e) => {
+                    tracing::debug!(provider = %self.name, error = %e, "discovery again failed; keeping the endpoints found before");
+                    if let Some(c) = cache.as_mut() {
+                        c.ask_again_at = Some(std::time::Instant::now() + REDISCOVER_AFTER);
+                    }
+                }
+            }
         }
-        let discovered = cache.clone().unwrap_or_default();
+        let discovered = cache
+            .as_ref()
+            .map(|c| c.endpoints.clone())
+            .unwrap_or_default();
         Ok(Endpoints {
             token: configured.token.or(discovered.token),
             device_authorization: configured
@@ -492,8 +541,38 @@ impl Providers {
             .unwrap_or(http::REQUEST_TIMEOUT)
     }
 
+    /// A printable, credential-free description of the proxy identity providers are
+    /// reached through (`https via http://proxy.corp:3128 (no_proxy: …)`), `None` when
+    /// they are reached directly: for `tokd status` (see [`http::proxy_description`]).
+    pub fn proxy_description(&self) -> Option<String> {
+        http::proxy_description()
+    }
+
     /// The provider of that name.
     pub fn get(&self, name: &str) -> Option<Arc<Provider>> {
         self.by_name.get(name).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credential_like_headers_are_secrets() {
+        let headers: std::collections::BTreeMap<String, String> = [
+            ("Authorization", "Bearer abc"),
+            ("X-Api-Key", "k1"),
+            ("X-Session-Id", "s1"),
+            ("Cookie", "c=1"),
+            ("X-Tenant-Id", "acme"),
+            ("Accept-Language", "en"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let mut got = secret_header_values(&headers);
+        got.sort_unstable();
+        assert_eq!(got, ["Bearer abc", "c=1", "k1", "s1"]);
     }
 }

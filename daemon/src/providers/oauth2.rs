@@ -30,12 +30,9 @@ pub async fn token_request(
     sent_at: EpochMs,
 ) -> Result<TokenSet, ProviderError> {
     let answer = send_token_form(provider, client, url, grant, headers).await?;
-    interpret(
-        &answer,
-        sent_at,
-        provider.default_lifetime(),
-        &secrets_of(provider, grant),
-    )
+    let mut secrets = secrets_of(provider, grant);
+    secrets.extend(super::secret_header_values(headers));
+    interpret(&answer, sent_at, provider.default_lifetime(), &secrets)
 }
 
 /// Sends the form of one token request (grant fields, scope, audience, resource, extra
@@ -238,13 +235,20 @@ pub async fn revoke(
 
 /// The `error` code of an RFC 6749 §5.2 error body, if the answer is one.
 pub fn error_code(answer: &Answer) -> Option<String> {
-    serde_json::from_slice::<OAuthError>(&answer.body)
-        .ok()
-        .map(|e| e.error)
+    error_body(answer).map(|e| {
+        e.error
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(64)
+            .collect()
+    })
 }
 
 /// Classifies a token endpoint's answer. `secrets` (the refresh token and client secret
 /// that were sent) are scrubbed from any provider text that ends up in messages.
+///
+/// An RFC 6749 `error` is classified before any token is looked for, whatever the status:
+/// some providers answer `200 {"error": "invalid_grant"}`.
 ///
 /// # Errors
 /// See the module docs and the README's table.
@@ -255,16 +259,6 @@ pub fn interpret(
     secrets: &[&str],
 ) -> Result<TokenSet, ProviderError> {
     let status = answer.status;
-    if status.is_success() {
-        let text = std::str::from_utf8(&answer.body).map_err(|_| {
-            ProviderError::unusable_answer("token endpoint: the answer is not UTF-8")
-        })?;
-        return parse_token_response(text, sent_at, default_lifetime).map_err(|e| match e {
-            // Retrying cannot fix an answer that never says when its token expires.
-            ImportError::NoExpiry => ProviderError::NeedsConfig(format!("token endpoint: {e}")),
-            _ => ProviderError::unusable_answer(format!("token endpoint: malformed answer: {e}")),
-        });
-    }
     if status.is_redirection() {
         let to = answer
             .headers
@@ -280,36 +274,29 @@ pub fn interpret(
             sent_no_answer: false,
         });
     }
-    let oauth_error = serde_json::from_slice::<OAuthError>(&answer.body).ok();
-    if let Some(err) = &oauth_error {
-        let described = err.describe(secrets);
-        match err.error.as_str() {
-            "invalid_grant" => {
-                return Err(ProviderError::NeedsLogin(format!(
-                    "the provider refused the refresh token ({described})"
-                )));
-            }
-            "invalid_client"
-            | "unauthorized_client"
-            | "unsupported_grant_type"
-            | "invalid_scope"
-            | "invalid_request"
-            | "invalid_target" => {
-                return Err(ProviderError::NeedsConfig(format!(
-                    "the provider rejected the request ({described})"
-                )));
-            }
-            "temporarily_unavailable" | "server_error" | "slow_down" => {
-                return Err(ProviderError::Retryable {
-                    message: format!("token endpoint answered {status} ({described})"),
-                    retry_after: http::retry_after(&answer.headers),
-                    sent_no_answer: false,
-                });
-            }
-            _ => {}
-        }
+    let oauth_error = error_body(answer);
+    if let Some(err) = &oauth_error
+        && let Some(verdict) = classify_error(err, status, &answer.headers, secrets)
+    {
+        return Err(verdict);
     }
     let detail = oauth_error.map_or_else(String::new, |e| format!(" ({})", e.describe(secrets)));
+    if status.is_success() {
+        if !detail.is_empty() {
+            // An error the provider names, not tokens: it did not act on the request.
+            return Err(ProviderError::retryable(format!(
+                "token endpoint answered {status} with an error{detail}"
+            )));
+        }
+        let text = std::str::from_utf8(&answer.body).map_err(|_| {
+            ProviderError::unusable_answer("token endpoint: the answer is not UTF-8")
+        })?;
+        return parse_token_response(text, sent_at, default_lifetime).map_err(|e| match e {
+            // Retrying cannot fix an answer that never says when its token expires.
+            ImportError::NoExpiry => ProviderError::NeedsConfig(format!("token endpoint: {e}")),
+            _ => ProviderError::unusable_answer(format!("token endpoint: malformed answer: {e}")),
+        });
+    }
     match status {
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(ProviderError::NeedsConfig(
             format!("token endpoint answered {status}{detail}: client authentication failed"),
@@ -322,8 +309,65 @@ pub fn interpret(
         _ => Err(ProviderError::Retryable {
             message: format!("token endpoint answered {status}{detail}"),
             retry_after: http::retry_after(&answer.headers),
-            sent_no_answer: false,
+            sent_no_answer: http::from_gateway(status),
         }),
+    }
+}
+
+/// The RFC 6749 §5.2 error of an answer: a non-empty `error` string, in an answer that
+/// carries no `access_token` (a success body with `"error": ""` or `null` is not one).
+fn error_body(answer: &Answer) -> Option<OAuthError> {
+    #[derive(Deserialize)]
+    struct Probe {
+        error: Option<String>,
+        error_description: Option<serde_json::Value>,
+        access_token: Option<serde_json::Value>,
+    }
+    let probe = serde_json::from_slice::<Probe>(&answer.body).ok()?;
+    if answer.status.is_success() && probe.access_token.is_some() {
+        return None;
+    }
+    let error = probe.error.filter(|e| !e.is_empty())?;
+    let error_description = match probe.error_description {
+        Some(serde_json::Value::String(d)) => Some(d),
+        _ => None,
+    };
+    Some(OAuthError {
+        error,
+        error_description,
+    })
+}
+
+/// The verdict of a known RFC 6749 error code; `None` for codes that leave it to the status.
+fn classify_error(
+    err: &OAuthError,
+    status: StatusCode,
+    headers: &reqwest::header::HeaderMap,
+    secrets: &[&str],
+) -> Option<ProviderError> {
+    let described = err.describe(secrets);
+    match err.error.as_str() {
+        "invalid_grant" => Some(ProviderError::NeedsLogin(format!(
+            "the provider refused the refresh token ({described})"
+        ))),
+        "invalid_client"
+        | "unauthorized_client"
+        | "unsupported_grant_type"
+        | "invalid_scope"
+        | "invalid_request"
+        | "invalid_target" => Some(ProviderError::NeedsConfig(format!(
+            "the provider rejected the request ({described})"
+        ))),
+        "temporarily_unavailable" | "server_error" | "slow_down" => {
+            Some(ProviderError::Retryable {
+                message: format!("token endpoint answered {status} ({described})"),
+                retry_after: http::retry_after(headers),
+                // A gateway's status says the request may have been forwarded, whatever the
+                // body says.
+                sent_no_answer: http::from_gateway(status),
+            })
+        }
+        _ => None,
     }
 }
 
@@ -357,91 +401,196 @@ impl OAuthError {
 
 #[derive(Deserialize)]
 struct Metadata {
+    issuer: Option<String>,
     token_endpoint: Option<String>,
     device_authorization_endpoint: Option<String>,
     authorization_endpoint: Option<String>,
     revocation_endpoint: Option<String>,
 }
 
-/// Fetches the provider's metadata: OpenID Connect Discovery first, then RFC 8414.
+/// What discovery found.
+#[derive(Debug, Clone)]
+pub struct Discovered {
+    /// The endpoints, from the OpenID document completed by the RFC 8414 one.
+    pub endpoints: Endpoints,
+    /// False when a document that might have named more endpoints could not be read for a
+    /// passing reason (a 5xx, no answer): worth asking again later.
+    pub settled: bool,
+}
+
+/// Fetches the provider's metadata: OpenID Connect Discovery first, then RFC 8414, whose
+/// document also supplies endpoints the OpenID one lacks (some providers name revocation
+/// or device authorization only there). Each document must name exactly the configured
+/// `issuer` (OpenID Connect Discovery §4.3, RFC 8414 §3.3: the mix-up defence); a
+/// trailing `/` on either side is the only difference allowed.
 ///
 /// # Errors
-/// Retryable when unreachable; NeedsConfig when neither document exists or it is unusable.
+/// Retryable when unreachable; NeedsConfig when neither document exists, one is unusable
+/// or names another issuer.
 pub async fn discover(
     client: &reqwest::Client,
     issuer: &Url,
+    configured: &str,
     name: &str,
-) -> Result<Endpoints, ProviderError> {
+) -> Result<Discovered, ProviderError> {
+    let mut misses = Vec::new();
+    let mut found: Option<Endpoints> = None;
+    let mut settled = true;
+    for candidate in discovery_urls(issuer) {
+        if found.as_ref().is_some_and(is_complete) {
+            break;
+        }
+        let url = Url::parse(&candidate).map_err(|e| {
+            ProviderError::NeedsConfig(format!("provider {name:?}: bad discovery URL: {e}"))
+        })?;
+        let endpoints = match fetch_metadata(client, &url, configured, name).await {
+            Ok(Ok(endpoints)) => endpoints,
+            Ok(Err(miss)) => {
+                misses.push(miss);
+                continue;
+            }
+            // The OpenID document is in hand; the other one only completes it.
+            Err(e @ ProviderError::Retryable { .. }) if found.is_some() => {
+                tracing::warn!(provider = %name, error = %e, "discovery: cannot read the RFC 8414 metadata; using the OpenID document alone for now");
+                settled = false;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        found = Some(match found {
+            None => endpoints,
+            Some(first) => Endpoints {
+                token: first.token.or(endpoints.token),
+                device_authorization: first
+                    .device_authorization
+                    .or(endpoints.device_authorization),
+                authorization: first.authorization.or(endpoints.authorization),
+                revocation: first.revocation.or(endpoints.revocation),
+            },
+        });
+    }
+    match found {
+        Some(endpoints) => Ok(Discovered { endpoints, settled }),
+        None => Err(ProviderError::NeedsConfig(format!(
+            "provider {name:?}: no discovery document ({})",
+            misses.join("; ")
+        ))),
+    }
+}
+
+/// The OpenID Connect Discovery URL, then the RFC 8414 one (§3: the well-known segment
+/// goes between host and the issuer's path).
+fn discovery_urls(issuer: &Url) -> [String; 2] {
     let base = issuer.as_str().trim_end_matches('/');
-    // RFC 8414 §3: the well-known segment goes between host and the issuer's path.
     let path = issuer.path().trim_end_matches('/');
     let mut origin = issuer.clone();
     origin.set_path("");
     let origin = origin.as_str().trim_end_matches('/').to_owned();
-    let candidates = [
+    [
         format!("{base}/.well-known/openid-configuration"),
         format!("{origin}/.well-known/oauth-authorization-server{path}"),
-    ];
-    let mut misses = Vec::new();
-    for candidate in candidates {
-        let url = Url::parse(&candidate).map_err(|e| {
-            ProviderError::NeedsConfig(format!("provider {name:?}: bad discovery URL: {e}"))
-        })?;
-        let answer = http::send(
-            client.get(url.clone()).header("Accept", "application/json"),
-            "discovery",
-        )
-        .await?;
-        if answer.status.is_server_error() || answer.status == StatusCode::TOO_MANY_REQUESTS {
-            return Err(ProviderError::Retryable {
-                message: format!(
-                    "discovery at {} answered {}",
-                    http::safe_url(&url),
-                    answer.status
-                ),
-                retry_after: http::retry_after(&answer.headers),
-                sent_no_answer: false,
-            });
-        }
-        if !answer.status.is_success() {
-            misses.push(format!(
-                "{} answered {}",
-                http::safe_url(&url),
+    ]
+}
+
+fn is_complete(e: &Endpoints) -> bool {
+    e.token.is_some()
+        && e.device_authorization.is_some()
+        && e.authorization.is_some()
+        && e.revocation.is_some()
+}
+
+/// Fetches one metadata document. `Ok(Err(miss))` when there is none at `url` (4xx).
+///
+/// # Errors
+/// Retryable when unreachable or answering 5xx/429 or malformed JSON; NeedsConfig for
+/// another issuer or an unusable endpoint URL.
+async fn fetch_metadata(
+    client: &reqwest::Client,
+    url: &Url,
+    configured: &str,
+    name: &str,
+) -> Result<Result<Endpoints, String>, ProviderError> {
+    let answer = http::send(
+        client.get(url.clone()).header("Accept", "application/json"),
+        "discovery",
+    )
+    .await?;
+    if answer.status.is_server_error() || answer.status == StatusCode::TOO_MANY_REQUESTS {
+        return Err(ProviderError::Retryable {
+            message: format!(
+                "discovery at {} answered {}",
+                http::safe_url(url),
                 answer.status
-            ));
-            continue;
-        }
-        let meta: Metadata = serde_json::from_slice(&answer.body).map_err(|e| {
-            ProviderError::retryable(format!(
-                "discovery at {}: malformed metadata (line {}, column {})",
-                http::safe_url(&url),
-                e.line(),
-                e.column()
-            ))
-        })?;
-        let url_of = |v: Option<String>| -> Result<Option<Url>, ProviderError> {
-            v.map(|u| {
-                let parsed = Url::parse(&u).map_err(|e| {
-                    ProviderError::NeedsConfig(format!("provider {name:?}: discovered {u:?}: {e}"))
-                })?;
-                http::check_secure(&parsed)
-                    .map_err(|e| ProviderError::NeedsConfig(format!("provider {name:?}: {e}")))?;
-                Ok(parsed)
-            })
-            .transpose()
-        };
-        tracing::info!(provider = %name, metadata = %http::safe_url(&url), "discovered provider endpoints");
-        return Ok(Endpoints {
-            token: url_of(meta.token_endpoint)?,
-            device_authorization: url_of(meta.device_authorization_endpoint)?,
-            authorization: url_of(meta.authorization_endpoint)?,
-            revocation: url_of(meta.revocation_endpoint)?,
+            ),
+            retry_after: http::retry_after(&answer.headers),
+            sent_no_answer: false,
         });
     }
-    Err(ProviderError::NeedsConfig(format!(
-        "provider {name:?}: no discovery document ({})",
-        misses.join("; ")
-    )))
+    if !answer.status.is_success() {
+        return Ok(Err(format!(
+            "{} answered {}",
+            http::safe_url(url),
+            answer.status
+        )));
+    }
+    let meta: Metadata = serde_json::from_slice(&answer.body).map_err(|e| {
+        ProviderError::retryable(format!(
+            "discovery at {}: malformed metadata (line {}, column {})",
+            http::safe_url(url),
+            e.line(),
+            e.column()
+        ))
+    })?;
+    check_issuer(meta.issuer.as_deref(), configured, url, name)?;
+    let url_of = |v: Option<String>| -> Result<Option<Url>, ProviderError> {
+        v.map(|u| {
+            let parsed = Url::parse(&u).map_err(|e| {
+                ProviderError::NeedsConfig(format!("provider {name:?}: discovered {u:?}: {e}"))
+            })?;
+            http::check_secure(&parsed)
+                .map_err(|e| ProviderError::NeedsConfig(format!("provider {name:?}: {e}")))?;
+            Ok(parsed)
+        })
+        .transpose()
+    };
+    tracing::info!(provider = %name, metadata = %http::safe_url(url), "discovered provider endpoints");
+    Ok(Ok(Endpoints {
+        token: url_of(meta.token_endpoint)?,
+        device_authorization: url_of(meta.device_authorization_endpoint)?,
+        authorization: url_of(meta.authorization_endpoint)?,
+        revocation: url_of(meta.revocation_endpoint)?,
+    }))
+}
+
+/// The metadata's `issuer` must be the configured one, compared as strings; one trailing
+/// `/` is ignored (`https://id.example.com` and `https://id.example.com/` are one URL, and
+/// tokd builds the same discovery URLs from both).
+///
+/// # Errors
+/// NeedsConfig naming both values.
+fn check_issuer(
+    found: Option<&str>,
+    configured: &str,
+    url: &Url,
+    name: &str,
+) -> Result<(), ProviderError> {
+    let trim = |s: &str| s.strip_suffix('/').unwrap_or(s).to_owned();
+    let shown = |s: &str| s.chars().take(200).collect::<String>();
+    match found {
+        Some(found) if trim(found) == trim(configured) => Ok(()),
+        Some(found) => Err(ProviderError::NeedsConfig(format!(
+            "provider {name:?}: the metadata at {} names issuer {:?}, but the configured \
+             issuer is {configured:?}; they must be identical, so none of its endpoints is \
+             used (set issuer to the provider's own value if that is the right provider)",
+            http::safe_url(url),
+            shown(found),
+        ))),
+        None => Err(ProviderError::NeedsConfig(format!(
+            "provider {name:?}: the metadata at {} names no issuer (the configured issuer is \
+             {configured:?}); it must, so none of its endpoints is used",
+            http::safe_url(url),
+        ))),
+    }
 }
 
 /// `application/x-www-form-urlencoded` encoding of one value.
@@ -507,6 +656,95 @@ mod tests {
             r#"{"error":"invalid_grant","error_description":"token rt-SECRET-1 is unknown"}"#;
         let err = interpret(&answer(400, echo), 0, None, &["rt-SECRET-1"]).expect_err("error");
         assert!(!err.to_string().contains("rt-SECRET-1"), "{err}");
+    }
+
+    fn verdict(status: u16, body: &str) -> (&'static str, bool) {
+        match interpret(&answer(status, body), 0, None, &[]) {
+            Ok(_) => ("ok", false),
+            Err(ProviderError::NeedsLogin(_)) => ("login", false),
+            Err(ProviderError::NeedsConfig(_)) => ("config", false),
+            Err(ProviderError::Retryable { sent_no_answer, .. }) => ("retry", sent_no_answer),
+        }
+    }
+
+    #[test]
+    fn an_error_is_classified_whatever_the_status() {
+        assert_eq!(
+            verdict(200, r#"{"error":"invalid_grant"}"#),
+            ("login", false)
+        );
+        assert_eq!(
+            verdict(200, r#"{"error":"invalid_client"}"#),
+            ("config", false)
+        );
+        // An unknown code: the provider named an error, so it issued nothing.
+        assert_eq!(verdict(200, r#"{"error":"weird"}"#), ("retry", false));
+        let ok = r#"{"access_token":"a","expires_in":60,"error":null}"#;
+        assert_eq!(verdict(200, ok), ("ok", false));
+        let empty = r#"{"access_token":"a","expires_in":60,"error":""}"#;
+        assert_eq!(verdict(200, empty), ("ok", false));
+        assert_eq!(verdict(200, r#"{"error":""}"#), ("retry", true));
+    }
+
+    #[test]
+    fn gateway_errors_may_have_been_forwarded() {
+        assert_eq!(verdict(502, ""), ("retry", true));
+        assert_eq!(verdict(504, "<html>timeout</html>"), ("retry", true));
+        assert_eq!(verdict(502, r#"{"error":"server_error"}"#), ("retry", true));
+        assert_eq!(verdict(503, ""), ("retry", false));
+        assert_eq!(
+            verdict(500, r#"{"error":"server_error"}"#),
+            ("retry", false)
+        );
+    }
+
+    #[test]
+    fn the_issuer_must_be_the_configured_one() {
+        let url =
+            Url::parse("https://id.example.com/.well-known/openid-configuration").expect("url");
+        let check =
+            |found: Option<&str>, configured: &str| check_issuer(found, configured, &url, "p");
+        assert!(check(Some("https://id.example.com"), "https://id.example.com").is_ok());
+        assert!(check(Some("https://id.example.com/"), "https://id.example.com").is_ok());
+        assert!(
+            check(
+                Some("https://id.example.com/t/a"),
+                "https://id.example.com/t/a/"
+            )
+            .is_ok()
+        );
+        for (found, configured) in [
+            (Some("https://evil.example.com"), "https://id.example.com"),
+            (Some("https://ID.example.com"), "https://id.example.com"),
+            (
+                Some("https://id.example.com/t/b"),
+                "https://id.example.com/t/a",
+            ),
+            (Some("https://id.example.com//"), "https://id.example.com"),
+            (None, "https://id.example.com"),
+        ] {
+            match check(found, configured) {
+                Err(ProviderError::NeedsConfig(m)) => {
+                    assert!(m.contains(configured), "{m}");
+                    if let Some(found) = found {
+                        assert!(m.contains(found), "{m}");
+                    }
+                }
+                other => panic!("{found:?} vs {configured}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn discovery_urls_insert_the_well_known_segment() {
+        let urls = discovery_urls(&Url::parse("https://id.example.com/tenant/").expect("url"));
+        assert_eq!(
+            urls,
+            [
+                "https://id.example.com/tenant/.well-known/openid-configuration",
+                "https://id.example.com/.well-known/oauth-authorization-server/tenant",
+            ]
+        );
     }
 
     #[test]

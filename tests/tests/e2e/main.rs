@@ -10,6 +10,8 @@ mod helpers;
 mod idp_smoke;
 mod library;
 mod login;
+mod provider_trust;
+mod proxy;
 mod refresh;
 mod secrets;
 mod server;

@@ -6,16 +6,16 @@ use tokd_protocol::SessionStatus;
 use tokd_protocol::verbs::status::StatusReply;
 
 use crate::cli::StatusArgs;
-use crate::output::{compact, now_ms, print_table, relative};
+use crate::output::{compact, now_ms, out, relative, table};
 use crate::{CmdResult, Outcome};
 
 /// Runs `tokd status`.
 pub async fn run(mut client: Client, args: &StatusArgs) -> CmdResult {
     let reply = client.status(args.name.as_deref()).await?;
     if args.json {
-        println!("{}", to_json(&reply));
+        outln!("{}", to_json(&reply))?;
     } else {
-        print_human(&reply);
+        out(&human(&reply))?;
     }
     let healthy = reply
         .sessions
@@ -24,11 +24,12 @@ pub async fn run(mut client: Client, args: &StatusArgs) -> CmdResult {
     Ok(Outcome::Exit(if healthy { 0 } else { 1 }))
 }
 
-fn print_human(reply: &StatusReply) {
+/// The human form: a line about the daemon, then the table.
+fn human(reply: &StatusReply) -> String {
     let d = &reply.daemon;
     let now = now_ms();
-    println!(
-        "tokd-daemon {} (protocol {}.{}), pid {}, up {}; socket {}; state {}; key from {}; {} session{}",
+    let mut text = format!(
+        "tokd-daemon {} (protocol {}.{}), pid {}, up {}; socket {}; state {}; key from {}; {} session{}\n",
         d.version,
         d.protocol_major,
         d.protocol_minor,
@@ -41,8 +42,8 @@ fn print_human(reply: &StatusReply) {
         if d.session_count == 1 { "" } else { "s" }
     );
     if reply.sessions.is_empty() {
-        println!("no sessions (add one with `tokd add NAME --provider P < token.json`)");
-        return;
+        text.push_str("no sessions (add one with `tokd add NAME --provider P < token.json`)\n");
+        return text;
     }
     let mut rows = vec![
         [
@@ -78,7 +79,8 @@ fn print_human(reply: &StatusReply) {
             s.last_error.clone().unwrap_or_else(|| "-".into()),
         ]);
     }
-    print_table(&rows, colour_state);
+    text.push_str(&table(&rows, colour_state));
+    text
 }
 
 /// Colours the STATE column on a terminal (green healthy, yellow retrying, red needs you).

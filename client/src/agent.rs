@@ -86,8 +86,9 @@ impl Default for Agent {
 }
 
 impl Agent {
-    /// An agent for the default socket (`TOKD_SOCKET`, `$XDG_RUNTIME_DIR`, or the per-user
-    /// temp directory), resolved now. It connects at the first call.
+    /// An agent for the default socket (`TOKD_SOCKET`, `$XDG_RUNTIME_DIR`, `/run/user/$UID`,
+    /// or the per-user temp directory), resolved now. It connects at the first call, and
+    /// only to a daemon of this user or root (or of the uid in `TOKD_DAEMON_UID`).
     pub fn new() -> Agent {
         Agent::with_socket(resolve_socket_path(None))
     }

@@ -31,7 +31,8 @@ use tokd_protocol::verbs::status::StatusReply;
 use tokd_protocol::{Hello, HelloAck, ProtocolError, Request, Response};
 
 use crate::calls;
-use crate::connection::{CONNECT_TIMEOUT, answer_limit, check_socket_dir};
+use crate::connection::{CONNECT_TIMEOUT, answer_limit};
+use crate::dial::connect_blocking;
 use crate::error::{ClientError, check_ack, connect_error};
 use crate::retry::{
     Backoff, Next, RetryPolicy, after_answer_failure, after_send_failure, connect_retryable,
@@ -50,9 +51,7 @@ pub fn get(req: GetRequest) -> Result<TokenReply, ClientError> {
 /// # Errors
 /// As [`crate::Client::get_with`].
 pub fn get_from(socket: &SocketPath, req: GetRequest) -> Result<TokenReply, ClientError> {
-    check_socket_dir(socket)?;
-    let mut stream =
-        UnixStream::connect(&socket.path).map_err(|e| connect_error(&socket.path, e))?;
+    let mut stream = connect_blocking(socket)?;
     let limit = Duration::from_millis(req.wait_ms) + Duration::from_secs(10);
     stream
         .set_read_timeout(Some(limit))
@@ -132,8 +131,9 @@ impl Default for Agent {
 }
 
 impl Agent {
-    /// An agent for the default socket (`TOKD_SOCKET`, `$XDG_RUNTIME_DIR`, or the per-user
-    /// temp directory), resolved now. It connects at the first call.
+    /// An agent for the default socket (`TOKD_SOCKET`, `$XDG_RUNTIME_DIR`, `/run/user/$UID`,
+    /// or the per-user temp directory), resolved now. It connects at the first call, and
+    /// only to a daemon of this user or root (or of the uid in `TOKD_DAEMON_UID`).
     pub fn new() -> Agent {
         Agent::with_socket(resolve_socket_path(None))
     }
@@ -315,9 +315,7 @@ fn read_response(stream: &mut UnixStream, limit: Duration) -> Result<Response, C
 
 /// Connects and greets once.
 fn connect_once(socket: &SocketPath, name: &str) -> Result<Conn, ClientError> {
-    check_socket_dir(socket)?;
-    let mut stream =
-        UnixStream::connect(&socket.path).map_err(|e| connect_error(&socket.path, e))?;
+    let mut stream = connect_blocking(socket)?;
     let io = |e| ClientError::Protocol(ProtocolError::Io(e));
     stream
         .set_write_timeout(Some(CONNECT_TIMEOUT))

@@ -5,7 +5,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use tokd_protocol::codec::FrameCodec;
 use tokd_protocol::frame::{DEFAULT_MAX_FRAME, MAX_RESPONSE_FRAME, decode_payload, encode_payload};
-use tokd_protocol::paths::{SocketPath, check_private_dir, resolve_socket_path};
+use tokd_protocol::paths::{SocketPath, resolve_socket_path};
 use tokd_protocol::verbs::add::{AddReply, AddRequest};
 use tokd_protocol::verbs::get::{GetRequest, TokenReply};
 use tokd_protocol::verbs::list::ListEntry;
@@ -20,7 +20,7 @@ use tokio::net::UnixStream;
 use tokio_util::codec::Framed;
 
 use crate::calls;
-use crate::error::{ClientError, check_ack, connect_error};
+use crate::error::{ClientError, check_ack};
 
 /// How long connecting and the hello may take.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -36,11 +36,15 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to the daemon at the default socket (`TOKD_SOCKET`, `$XDG_RUNTIME_DIR`, or the
-    /// per-user temp directory) and exchanges hellos.
+    /// Connects to the daemon at the default socket (`TOKD_SOCKET`, `$XDG_RUNTIME_DIR`,
+    /// `/run/user/$UID`, or the per-user temp directory) and exchanges hellos.
+    ///
+    /// Before anything is sent, the process listening on the socket must run as this user
+    /// or root, or as the uid in `TOKD_DAEMON_UID` ([`crate::DAEMON_UID_ENV`]).
     ///
     /// # Errors
-    /// [`ClientError::NotRunning`] when no daemon listens; `VersionMismatch`, `Refused`.
+    /// [`ClientError::NotRunning`] when no daemon listens; `UntrustedDaemon`,
+    /// `VersionMismatch`, `Refused`.
     pub async fn connect() -> Result<Client, ClientError> {
         Self::connect_to(&resolve_socket_path(None)).await
     }
@@ -58,12 +62,7 @@ impl Client {
     /// # Errors
     /// See [`Client::connect`].
     pub async fn connect_named(socket: &SocketPath, name: &str) -> Result<Client, ClientError> {
-        let path = &socket.path;
-        check_socket_dir(socket)?;
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, UnixStream::connect(path))
-            .await
-            .map_err(|_| ClientError::Timeout(CONNECT_TIMEOUT))?
-            .map_err(|e| connect_error(path, e))?;
+        let stream: UnixStream = crate::dial::connect_async(socket, CONNECT_TIMEOUT).await?;
         let mut conn = Framed::new(
             stream,
             FrameCodec::new(MAX_RESPONSE_FRAME, DEFAULT_MAX_FRAME),
@@ -255,28 +254,6 @@ impl Stream {
                 other => Ok(Some(other)),
             },
         }
-    }
-}
-
-/// Refuses a socket in the temp-dir fallback whose directory is not ours and private:
-/// anyone can create directories in `/tmp`, and a planted socket would receive our requests.
-pub(crate) fn check_socket_dir(socket: &SocketPath) -> Result<(), ClientError> {
-    if socket.source != tokd_protocol::paths::SocketSource::TempDir {
-        return Ok(());
-    }
-    let Some(dir) = socket.path.parent() else {
-        return Ok(());
-    };
-    match check_private_dir(dir) {
-        Ok(()) => Ok(()),
-        Err(tokd_protocol::paths::PathError::Io { source, .. })
-            if source.kind() == std::io::ErrorKind::NotFound =>
-        {
-            Err(ClientError::NotRunning {
-                path: socket.path.clone(),
-            })
-        }
-        Err(e) => Err(e.into()),
     }
 }
 

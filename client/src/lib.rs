@@ -44,16 +44,25 @@
 //! repeating it is harmless (`get`, `status`, `list`, `ping`); otherwise (`refresh`, `add`,
 //! `remove`, `logout`) the call fails with [`ClientError::Interrupted`].
 //!
+//! # Which daemon
+//! Every connection first checks who listens on the socket (SO_PEERCRED), before anything
+//! is sent: this user's daemon and root's are talked to, another user's only when
+//! `TOKD_DAEMON_UID` ([`DAEMON_UID_ENV`]) names its uid (a guest admitted by that user's
+//! `allow_uids`); otherwise [`ClientError::UntrustedDaemon`]. Without `XDG_RUNTIME_DIR`,
+//! the default socket is looked for in `/run/user/$UID` and then in the temp dir.
+//!
 //! The wire types are re-exported as [`protocol`].
 
 mod agent;
 pub mod blocking;
 mod calls;
 mod connection;
+mod dial;
 mod error;
 #[cfg(feature = "reqwest")]
 pub mod reqwest;
 mod retry;
+mod trust;
 
 pub use agent::{Agent, Watch};
 pub use calls::GET_WAIT;
@@ -61,3 +70,4 @@ pub use connection::{Client, Stream};
 pub use error::ClientError;
 pub use retry::RetryPolicy;
 pub use tokd_protocol as protocol;
+pub use trust::DAEMON_UID_ENV;

@@ -17,7 +17,8 @@ struct Cli {
     /// Config file (default: $XDG_CONFIG_HOME/tokd/config.toml, if it exists).
     #[arg(long, env = "TOKD_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Socket path (default: $XDG_RUNTIME_DIR/tokd/tokd.sock, else ${TMPDIR:-/tmp}/tokd-$UID/tokd.sock).
+    /// Socket path (default: $XDG_RUNTIME_DIR/tokd/tokd.sock, else /run/user/$UID/tokd/tokd.sock
+    /// when that directory is the user's, else ${TMPDIR:-/tmp}/tokd-$UID/tokd.sock).
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
     /// State directory holding the encrypted database (default: $STATE_DIRECTORY under

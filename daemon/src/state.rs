@@ -114,7 +114,7 @@ impl DaemonState {
             key_source: self.store.key_source().to_string(),
             config_file: config.config_file.as_ref().map(|p| p.display().to_string()),
             session_count: self.sessions.len() as u64,
-            proxy: None,
+            proxy: self.providers().proxy_description(),
             last_rejected_reload: self
                 .last_rejected_reload
                 .lock()

@@ -140,6 +140,15 @@ pub struct Launch {
     pub wrapper: Vec<std::ffi::OsString>,
     /// Return without waiting for the daemon to answer.
     pub no_wait: bool,
+    /// Start the daemon without `--socket`, so it picks its default place, which the test
+    /// expects to be this path (probed for readiness, returned by [`TestDaemon::socket`]).
+    pub default_socket: Option<PathBuf>,
+    /// Variables removed from the daemon's environment after the isolation (e.g.
+    /// `XDG_RUNTIME_DIR`, which [`isolate_env`] sets).
+    pub env_remove: Vec<String>,
+    /// The daemon binary to run instead of the freshly built one (a copy another uid may
+    /// execute).
+    pub program: Option<PathBuf>,
 }
 
 impl TestDaemon {
@@ -208,7 +217,10 @@ impl TestDaemon {
 
     /// The socket.
     pub fn socket(&self) -> PathBuf {
-        self.dir.path().join("run/tokd.sock")
+        match &self.launch.default_socket {
+            Some(path) => path.clone(),
+            None => self.dir.path().join("run/tokd.sock"),
+        }
     }
 
     /// The socket as the client library takes it (as if given with `--socket`).
@@ -237,6 +249,11 @@ impl TestDaemon {
     /// A `tokd-daemon` command with this daemon's flags and a clean environment.
     pub fn daemon_command(&self) -> Command {
         let d = self.dir.path();
+        let daemon = self
+            .launch
+            .program
+            .clone()
+            .unwrap_or_else(|| binaries().daemon.clone());
         let mut cmd = match self.launch.wrapper.split_first() {
             Some((program, args)) => {
                 let mut cmd = Command::new(program);
@@ -245,19 +262,22 @@ impl TestDaemon {
                     args.iter()
                         .map(|a| if a == "{socket}" { &socket } else { a }),
                 )
-                .arg(&binaries().daemon);
+                .arg(&daemon);
                 cmd
             }
-            None => Command::new(&binaries().daemon),
+            None => Command::new(&daemon),
         };
-        cmd.arg("--config")
-            .arg(self.config_path())
-            .arg("--socket")
-            .arg(self.socket());
+        cmd.arg("--config").arg(self.config_path());
+        if self.launch.default_socket.is_none() {
+            cmd.arg("--socket").arg(self.socket());
+        }
         isolate_env(&mut cmd, d);
         cmd.env("TOKD_LOG", "info,tokd_daemon=debug");
         for (k, v) in &self.launch.env {
             cmd.env(k, v);
+        }
+        for k in &self.launch.env_remove {
+            cmd.env_remove(k);
         }
         cmd
     }
@@ -658,6 +678,29 @@ pub fn refresh_token_of(token_response: &str) -> String {
         .as_str()
         .expect("a refresh token")
         .to_owned()
+}
+
+/// `setpriv` arguments that run a program as `uid` (and gid `uid`, no other groups).
+pub fn setpriv_args(uid: u32) -> Vec<String> {
+    vec![
+        format!("--reuid={uid}"),
+        format!("--regid={uid}"),
+        "--clear-groups".to_owned(),
+    ]
+}
+
+/// A copy of `binary` in `dir` that any user may execute (the build's own may sit in a
+/// directory other users cannot enter).
+///
+/// # Panics
+/// When the copy fails.
+pub fn copy_for_others(binary: &Path, dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let name = binary.file_name().expect("a file name");
+    let copy = dir.join(name);
+    std::fs::copy(binary, &copy).expect("copy the binary");
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    copy
 }
 
 /// Runs `program ARGS…` as `uid` (needs root; `setpriv` drops the ids and the groups).

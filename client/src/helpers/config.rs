@@ -159,12 +159,48 @@ impl HelperConfig {
     }
 
     /// The rule of `kind` that answers for `request`: the most specific match (longest path
-    /// prefix, then a given scheme), or `None`.
+    /// prefix, then a given scheme), or `None`. Plain http is answered only by a rule whose
+    /// key says `http://` ([`Target::score`], [`Target::registry_score`]).
     pub fn find(&self, kind: Kind, request: &Target) -> Option<&Rule> {
         self.rules(kind)
-            .filter_map(|r| r.pattern.score(request).map(|s| (s, r)))
+            .filter_map(|r| r.score(request).map(|s| (s, r)))
             .max_by_key(|(s, _)| *s)
             .map(|(_, r)| r)
+    }
+
+    /// The rule that would answer a plain-http `request` over https: when [`Self::find`]
+    /// has nothing for it, this says that the reason is plain http (for the message).
+    pub fn https_only(&self, kind: Kind, request: &Target) -> Option<&Rule> {
+        let https = request.as_https()?;
+        let https = match kind {
+            Kind::Git => https,
+            // A docker request over https carries no scheme (see `Target::registry`).
+            Kind::Docker => Target {
+                scheme: None,
+                ..https
+            },
+        };
+        self.find(kind, &https)
+    }
+}
+
+impl Rule {
+    /// How well this rule matches `request`, by the rules of its kind.
+    fn score(&self, request: &Target) -> Option<(usize, bool)> {
+        match self.kind {
+            Kind::Git => self.pattern.score(request),
+            Kind::Docker => self.pattern.registry_score(request),
+        }
+    }
+
+    /// Whether two rules of one kind name the same place (docker: the same registry,
+    /// whether or not the key allows plain http).
+    fn same_place(&self, other: &Rule) -> bool {
+        self.kind == other.kind
+            && match self.kind {
+                Kind::Git => self.pattern == other.pattern,
+                Kind::Docker => self.pattern.host == other.pattern.host,
+            }
     }
 }
 
@@ -193,10 +229,7 @@ fn parse_helpers(helpers: &toml::Value) -> Result<Vec<Rule>, String> {
         for (key, entry) in table {
             let rule = parse_rule(kind, key, entry)
                 .map_err(|e| format!("[helpers.{name}.{key:?}]: {e}"))?;
-            if let Some(other) = rules
-                .iter()
-                .find(|r: &&Rule| r.kind == kind && r.pattern == rule.pattern)
-            {
+            if let Some(other) = rules.iter().find(|r: &&Rule| r.same_place(&rule)) {
                 return Err(format!(
                     "[helpers.{name}.{key:?}] and {} name the same place",
                     other.origin
@@ -362,6 +395,70 @@ mod tests {
             )
             .is_none()
         );
+    }
+
+    #[test]
+    fn plain_http_is_answered_only_by_keys_that_say_http() {
+        let cfg = parse(
+            r#"
+            [helpers.git."git.example.com"]
+            session = "bare"
+            [helpers.git."http://plain.example.com"]
+            session = "plain"
+            [helpers.docker."registry.example.com"]
+            session = "reg"
+            [helpers.docker."http://localhost:5000"]
+            session = "local"
+            "#,
+        )
+        .expect("valid");
+        let git = |scheme: &str, host: &str| Target::new(Some(scheme), host, "");
+        let found = |kind, t: &Target| cfg.find(kind, t).map(|r| r.session.as_str());
+        assert_eq!(
+            found(Kind::Git, &git("https", "git.example.com")),
+            Some("bare")
+        );
+        assert_eq!(found(Kind::Git, &git("http", "git.example.com")), None);
+        let why = cfg
+            .https_only(Kind::Git, &git("http", "git.example.com"))
+            .expect("the https rule");
+        assert_eq!(why.origin, "[helpers.git.\"git.example.com\"]");
+        assert_eq!(
+            found(Kind::Git, &git("http", "plain.example.com")),
+            Some("plain")
+        );
+        assert!(
+            cfg.https_only(Kind::Git, &git("http", "other.example.com"))
+                .is_none()
+        );
+        let registry = |url: &str| Target::registry(url).expect(url).0;
+        assert_eq!(
+            found(Kind::Docker, &registry("registry.example.com")),
+            Some("reg")
+        );
+        assert_eq!(
+            found(Kind::Docker, &registry("http://registry.example.com")),
+            None
+        );
+        assert_eq!(
+            cfg.https_only(Kind::Docker, &registry("http://registry.example.com"))
+                .map(|r| r.session.as_str()),
+            Some("reg")
+        );
+        for url in [
+            "http://localhost:5000",
+            "localhost:5000",
+            "https://localhost:5000",
+        ] {
+            assert_eq!(found(Kind::Docker, &registry(url)), Some("local"), "{url}");
+        }
+        // For docker, `http://r` and `r` are one registry.
+        let err = parse(
+            "[helpers.docker.\"r.example.com\"]\nsession = \"a\"\n\
+             [helpers.docker.\"http://r.example.com\"]\nsession = \"b\"\n",
+        )
+        .expect_err("same registry");
+        assert!(err.contains("name the same place"), "{err}");
     }
 
     #[test]

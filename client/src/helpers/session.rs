@@ -119,6 +119,7 @@ mod tests {
         }
         let down = ClientError::NotRunning {
             path: "/run/tokd.sock".into(),
+            tried: Vec::new(),
         };
         assert!(explain(&down, "gh").contains("not running"));
     }

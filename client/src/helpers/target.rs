@@ -2,6 +2,10 @@
 //! remote or as docker names a registry, and the prefix rule that decides which `[helpers]`
 //! entry answers for it.
 //!
+//! A bearer sent over plain http can be read by anyone on the way, so plain http is never
+//! implied: a pattern without a scheme means https, and only a pattern that says `http://`
+//! answers a plain-http request.
+//!
 //! Shared by the `tokd` and `docker-credential-tokd` binaries (included with `#[path]`).
 
 /// Where a credential is wanted (a request), or where a `[helpers]` entry applies (a pattern).
@@ -10,7 +14,8 @@
 /// trailing `/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    /// `https`, `http`, …; in a pattern, `None` matches every scheme.
+    /// `https`, `http`, …. In a git pattern, `None` means https only. For docker, only
+    /// `http` is kept (`None` otherwise): docker's addresses rarely carry a scheme.
     pub scheme: Option<String>,
     /// `host` or `host:port`, lowercase.
     pub host: String,
@@ -54,35 +59,38 @@ impl Target {
     }
 
     /// A registry as docker names it (`https://registry.example.com/v1/`,
-    /// `registry.example.com`, `http://localhost:5000`): scheme and path dropped, Docker
-    /// Hub's aliases folded into [`DOCKER_HUB`]. The second value is the path that was
-    /// dropped (`v1`, or empty).
+    /// `registry.example.com`, `http://localhost:5000`): path dropped, Docker Hub's aliases
+    /// folded into [`DOCKER_HUB`], and of the scheme only an explicit `http` kept (see
+    /// [`Target::registry_score`]). The second value is the path that was dropped (`v1`, or
+    /// empty).
     ///
     /// # Errors
     /// A message saying why this is no registry address.
     pub fn registry(url: &str) -> Result<(Target, String), String> {
-        let (_, rest) = split_scheme(url.trim())?;
+        let (scheme, rest) = split_scheme(url.trim())?;
         let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
         check_host(host)?;
-        let mut target = Target::new(None, host, "");
+        let http = scheme.filter(|s| s.eq_ignore_ascii_case("http"));
+        let mut target = Target::new(http, host, "");
         if DOCKER_HUB_ALIASES.contains(&target.host.as_str()) {
             DOCKER_HUB.clone_into(&mut target.host);
         }
         Ok((target, path.trim_matches('/').to_owned()))
     }
 
-    /// How well this pattern matches `request`: `None` when it does not, else a score where
-    /// higher is more specific (a longer path prefix first, then a given scheme).
+    /// How well this git pattern matches `request`: `None` when it does not, else a score
+    /// where higher is more specific (a longer path prefix first, then a given scheme).
     ///
     /// The host (with its port) must be equal; the pattern's path must be the request's path
     /// or a prefix of it ending at a `/` (`acme` matches `acme/tools.git`, not `acmeco/x`).
+    /// A pattern with a scheme matches that scheme only; one without matches `https` only,
+    /// never plain `http`.
     pub fn score(&self, request: &Target) -> Option<(usize, bool)> {
         if self.host != request.host {
             return None;
         }
-        if let Some(scheme) = &self.scheme
-            && request.scheme.as_deref() != Some(scheme.as_str())
-        {
+        let wanted = self.scheme.as_deref().unwrap_or("https");
+        if request.scheme.as_deref() != Some(wanted) {
             return None;
         }
         let path_matches = self.path.is_empty()
@@ -92,6 +100,31 @@ impl Target {
                 .strip_prefix(&self.path)
                 .is_some_and(|rest| rest.starts_with('/'));
         path_matches.then_some((self.path.len(), self.scheme.is_some()))
+    }
+
+    /// How well this docker pattern matches the registry `request` (both from
+    /// [`Target::registry`]): the host must be equal, and a request that says `http://`
+    /// needs a pattern that says `http://` too. Docker usually names a registry without a
+    /// scheme (it decides on its own, from its `insecure-registries`, whether to use plain
+    /// http), so a request without one matches every pattern of its host.
+    pub fn registry_score(&self, request: &Target) -> Option<(usize, bool)> {
+        if self.host != request.host {
+            return None;
+        }
+        if request.scheme.is_some() && self.scheme != request.scheme {
+            return None;
+        }
+        Some((0, self.scheme.is_some()))
+    }
+
+    /// This request as it would be over https: what a plain-http request would have matched
+    /// had it not been plain http (for the message that says why nothing answered). `None`
+    /// for requests that are not plain http.
+    pub fn as_https(&self) -> Option<Target> {
+        (self.scheme.as_deref() == Some("http")).then(|| Target {
+            scheme: Some("https".to_owned()),
+            ..self.clone()
+        })
     }
 
     /// The host without its port.
@@ -217,16 +250,78 @@ mod tests {
     }
 
     #[test]
+    fn plain_http_needs_a_pattern_that_says_http() {
+        let bare = Target::git_pattern("git.example.com").expect("valid");
+        let http = Target::git_pattern("http://git.example.com").expect("valid");
+        let plain = request("http", "git.example.com", "x.git");
+        assert_eq!(bare.score(&plain), None, "no scheme means https only");
+        assert!(http.score(&plain).is_some());
+        assert!(
+            bare.score(&request("https", "git.example.com", ""))
+                .is_some()
+        );
+        assert_eq!(http.score(&request("https", "git.example.com", "")), None);
+        for other in ["smtp", "ssh", "HTTP"] {
+            assert_eq!(
+                bare.score(&Target::new(Some(other), "git.example.com", "")),
+                None,
+                "{other}"
+            );
+        }
+        assert_eq!(
+            bare.score(&Target::new(None, "git.example.com", "")),
+            None,
+            "a request without a scheme"
+        );
+        assert_eq!(
+            plain.as_https(),
+            Some(request("https", "git.example.com", "x.git"))
+        );
+        assert_eq!(request("https", "h", "").as_https(), None);
+    }
+
+    #[test]
+    fn a_registry_asked_for_over_plain_http_needs_an_http_pattern() {
+        let registry = |url: &str| Target::registry(url).expect(url).0;
+        let bare = registry("localhost:5000");
+        let https = registry("https://localhost:5000/v2/");
+        let http = registry("http://localhost:5000");
+        assert_eq!(bare, https, "https is docker's default: the same pattern");
+        let plain = registry("http://localhost:5000/v2/");
+        assert_eq!(bare.registry_score(&plain), None);
+        assert!(http.registry_score(&plain).is_some());
+        // docker's usual request names no scheme: every pattern of the host answers it, an
+        // http one included (the user allowed plain http for this registry); so does https.
+        for pattern in [&bare, &http] {
+            assert!(
+                pattern
+                    .registry_score(&registry("localhost:5000"))
+                    .is_some()
+            );
+            assert!(
+                pattern
+                    .registry_score(&registry("https://localhost:5000"))
+                    .is_some()
+            );
+        }
+        // The http pattern is the more specific one.
+        assert!(http.registry_score(&bare) > bare.registry_score(&bare));
+        assert_eq!(bare.registry_score(&registry("localhost:5001")), None);
+    }
+
+    #[test]
     fn registry_addresses_normalise_to_the_host() {
         for url in [
             "https://registry.example.com/v1/",
             "registry.example.com",
-            "http://Registry.Example.com/v2",
+            "HTTPS://Registry.Example.com/v2",
             "  registry.example.com/\n",
         ] {
             let (t, _) = Target::registry(url).expect(url);
             assert_eq!(t, Target::new(None, "registry.example.com", ""), "{url}");
         }
+        let (t, _) = Target::registry("HTTP://Registry.Example.com/v2").expect("http");
+        assert_eq!(t, Target::new(Some("http"), "registry.example.com", ""));
         let (t, path) = Target::registry("https://index.docker.io/v1/").expect("hub");
         assert_eq!(t.host, DOCKER_HUB);
         assert_eq!(path, "v1");

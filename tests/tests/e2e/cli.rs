@@ -158,3 +158,151 @@ fn watch_reports_added_and_removed() {
     let _ = watcher.kill();
     let _ = watcher.wait();
 }
+
+/// A stdout whose reader is gone: the write end of a pipe whose read end is closed.
+fn closed_pipe() -> std::process::Stdio {
+    let (read, write) = rustix::pipe::pipe().expect("pipe");
+    drop(read);
+    std::process::Stdio::from(write)
+}
+
+/// Runs `cmd` with stdout a closed pipe (and stderr too when `close_stderr`); its exit code
+/// and stderr.
+fn with_closed_stdout(
+    mut cmd: std::process::Command,
+    stdin: Option<&str>,
+    close_stderr: bool,
+) -> (Option<i32>, String) {
+    use std::io::Write;
+    cmd.stdin(if stdin.is_some() {
+        std::process::Stdio::piped()
+    } else {
+        std::process::Stdio::null()
+    })
+    .stdout(closed_pipe())
+    .stderr(if close_stderr {
+        closed_pipe()
+    } else {
+        std::process::Stdio::piped()
+    });
+    let mut child = cmd.spawn().expect("spawn");
+    if let Some(input) = stdin
+        && let Some(mut pipe) = child.stdin.take()
+    {
+        // Verbs that read no input (`version`, `--help`) may be gone already.
+        let _ = pipe.write_all(input.as_bytes());
+    }
+    let out = child.wait_with_output().expect("wait");
+    (out.status.code(), stderr(&out))
+}
+
+/// The exit status after a closed stdout: 128 + SIGPIPE, as a shell reports for `cat`.
+const BROKEN_PIPE: Option<i32> = Some(141);
+
+fn assert_quiet(what: &str, (code, err): (Option<i32>, String)) {
+    assert_ne!(code, Some(101), "{what} panicked: {err}");
+    assert!(
+        !err.contains("panicked")
+            && !err.contains("failed printing")
+            && !err.contains("RUST_BACKTRACE"),
+        "{what}: {err}"
+    );
+    assert_eq!(code, BROKEN_PIPE, "{what}: {err}");
+    assert_eq!(err, "", "{what}: a closed pipe is not worth a message");
+}
+
+#[test]
+fn a_closed_stdout_ends_every_command_quietly() {
+    let d = TestDaemon::start_with(&format!(
+        "{}[helpers.git.\"git.example.com\"]\nsession = \"work\"\n\
+         [helpers.docker.\"registry.example.com\"]\nsession = \"work\"\n",
+        tokd_e2e::DEFAULT_PROVIDERS
+    ))
+    .expect("daemon starts");
+    d.add("work", &token_response("at-pipe", "rt-pipe", 3600));
+    let config = d.config_path().display().to_string();
+    let tokd = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(&tokd_e2e::binaries().tokd);
+        cmd.arg("--socket").arg(d.socket()).args(args);
+        isolate_env(&mut cmd, d.dir.path());
+        cmd
+    };
+    let git_input = "protocol=https\nhost=git.example.com\n\n";
+    let git_args = ["git-credential", "--config", &config, "get"];
+    let cases: Vec<(&[&str], Option<&str>)> = vec![
+        (&["status"], None),
+        (&["status", "--json"], None),
+        (&["status", "work"], None),
+        (&["list"], None),
+        (&["get", "work"], None),
+        (&["get", "work", "--json"], None),
+        (&["kubectl", "work"], None),
+        (&git_args, Some(git_input)),
+        (&["completions", "bash"], None),
+        (&["completions", "zsh"], None),
+        (&["man"], None),
+        (&["--help"], None),
+        (&["--version"], None),
+    ];
+    for (args, stdin) in &cases {
+        assert_quiet(
+            &format!("{args:?}"),
+            with_closed_stdout(tokd(args), *stdin, false),
+        );
+    }
+    // Commands that change something still do it, then end quietly.
+    let (code, err) = with_closed_stdout(
+        tokd(&["add", "second", "--provider", "corp"]),
+        Some(&token_response("at-second", "rt-second", 3600)),
+        false,
+    );
+    assert_quiet("add", (code, err));
+    assert_eq!(d.get("second", &[]).as_deref(), Ok("at-second"));
+    assert_quiet(
+        "rm",
+        with_closed_stdout(tokd(&["rm", "second"]), None, false),
+    );
+    assert!(d.get("second", &[]).is_err(), "removed");
+
+    // An error with stderr closed as well: its exit code, no panic.
+    let (code, _) = with_closed_stdout(tokd(&["get", "missing"]), None, true);
+    assert_eq!(code, Some(4));
+    let (code, _) = with_closed_stdout(tokd(&["status"]), None, true);
+    assert_eq!(code, BROKEN_PIPE);
+
+    // docker's helper.
+    let docker = |verb: &str| {
+        let mut cmd = std::process::Command::new(&tokd_e2e::binaries().docker_credential);
+        isolate_env(&mut cmd, d.dir.path());
+        cmd.env("TOKD_SOCKET", d.socket())
+            .env("TOKD_CONFIG", d.config_path())
+            .arg(verb);
+        cmd
+    };
+    for verb in ["get", "list", "version", "--help"] {
+        assert_quiet(
+            &format!("docker-credential-tokd {verb}"),
+            with_closed_stdout(docker(verb), Some("registry.example.com\n"), false),
+        );
+    }
+
+    // `watch`: the first event it cannot print ends it.
+    let mut cmd = tokd(&["watch"]);
+    let mut watcher = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(closed_pipe())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("watch");
+    let mut err = std::io::BufReader::new(watcher.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut err, &mut line).expect("watch speaks");
+    assert!(line.contains("watching"), "{line}");
+    d.add("third", &token_response("at-third", "rt-third", 3600));
+    let status = tokd_e2e::wait_for(std::time::Duration::from_secs(10), "watch to end", || {
+        watcher.try_wait().expect("try_wait")
+    });
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).expect("stderr");
+    assert_quiet("watch", (status.code(), rest));
+}

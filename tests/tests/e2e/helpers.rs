@@ -106,8 +106,9 @@ fn git_clones_with_the_sessions_token_and_unmapped_hosts_get_nothing() {
     create_repo(repos.path(), "repo.git", "README", "hello from tokd\n").expect("repo");
     let server = GitServer::start(repos.path()).expect("server");
     let port = server.port();
+    // The test server speaks plain http, which only a key that says so may answer.
     let d = TestDaemon::start_with(&format!(
-        "{}\n[helpers.git.\"127.0.0.1:{port}\"]\nsession = \"git\"\n",
+        "{}\n[helpers.git.\"http://127.0.0.1:{port}\"]\nsession = \"git\"\n",
         tokd_e2e::DEFAULT_PROVIDERS
     ))
     .expect("daemon");
@@ -156,6 +157,73 @@ fn git_clones_with_the_sessions_token_and_unmapped_hosts_get_nothing() {
 }
 
 #[test]
+fn a_key_without_a_scheme_never_sends_the_token_over_plain_http() {
+    let repos = tempfile::tempdir().expect("tempdir");
+    create_repo(repos.path(), "repo.git", "README", "plain\n").expect("repo");
+    let server = GitServer::start(repos.path()).expect("server");
+    let port = server.port();
+    // No scheme: https only. The server is plain http.
+    let mut d = TestDaemon::start_with(&format!(
+        "{}\n[helpers.git.\"127.0.0.1:{port}\"]\nsession = \"git\"\n",
+        tokd_e2e::DEFAULT_PROVIDERS
+    ))
+    .expect("daemon");
+    d.add("git", &token_response("plain-http-token", "r1", 3600));
+    server.accept("oauth2", "plain-http-token");
+    let home = tempfile::tempdir().expect("home");
+    let url = format!("http://127.0.0.1:{port}/repo.git");
+
+    let (_, out) = clone(&d, home.path(), &url, &[]);
+    assert!(
+        !out.status.success(),
+        "cloned over plain http with the token"
+    );
+    let seen = server.seen();
+    assert!(!seen.is_empty(), "git reached the server");
+    assert!(
+        seen.iter().all(|s| s.authorization.is_none()),
+        "the bearer went over plain http: {seen:?}"
+    );
+    let err = stderr(&out);
+    assert!(!err.contains("plain-http-token"), "{err}");
+    // The helper says why it kept quiet, naming the entry.
+    assert!(
+        err.contains("over plain http") && err.contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
+    // The same by hand, and with `--session` (for https remotes only).
+    let input = format!("protocol=http\nhost=127.0.0.1:{port}\n\n");
+    for args in [&["get"][..], &["--session", "git", "get"]] {
+        let out = git_credential(&d, args, &input);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert_eq!(stdout(&out), "", "{args:?}");
+    }
+    let out = git_credential(
+        &d,
+        &["get"],
+        &format!("protocol=https\nhost=127.0.0.1:{port}\n"),
+    );
+    assert!(
+        stdout(&out).contains("password=plain-http-token"),
+        "https is answered: {}",
+        stdout(&out)
+    );
+
+    // A key that says http:// allows it.
+    d.set_extra_config(&format!(
+        "{}\n[helpers.git.\"http://127.0.0.1:{port}\"]\nsession = \"git\"\n",
+        tokd_e2e::DEFAULT_PROVIDERS
+    ))
+    .expect("config");
+    let (dir, out) = clone(&d, home.path(), &url, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("README")).expect("cloned"),
+        "plain\n"
+    );
+}
+
+#[test]
 fn git_picks_the_longest_path_prefix_with_use_http_path() {
     let repos = tempfile::tempdir().expect("tempdir");
     create_repo(repos.path(), "acme/tools.git", "acme", "acme\n").expect("repo");
@@ -163,7 +231,7 @@ fn git_picks_the_longest_path_prefix_with_use_http_path() {
     let server = GitServer::start(repos.path()).expect("server");
     let port = server.port();
     let d = TestDaemon::start_with(&format!(
-        "{}\n[helpers.git.\"127.0.0.1:{port}\"]\nsession = \"personal\"\n\
+        "{}\n[helpers.git.\"http://127.0.0.1:{port}\"]\nsession = \"personal\"\n\
          [helpers.git.\"http://127.0.0.1:{port}/acme\"]\nsession = \"acme\"\n\
          username = \"x-access-token\"\n",
         tokd_e2e::DEFAULT_PROVIDERS
@@ -209,7 +277,9 @@ fn a_refused_token_is_erased_and_the_session_refreshed() {
     let d = idp_daemon(
         &idp,
         "s",
-        &format!("[helpers.git.\"127.0.0.1:{port}\"]\nsession = \"s\"\nusername = \"bot\"\n"),
+        &format!(
+            "[helpers.git.\"http://127.0.0.1:{port}\"]\nsession = \"s\"\nusername = \"bot\"\n"
+        ),
     );
     let first = d.get("s", &[]).expect("token");
     assert_eq!(refresh_count(&d, "s"), 0);
@@ -594,7 +664,7 @@ const DOCKER_HELPERS: &str = "
 [helpers.docker.\"registry.example.com\"]
 session = \"registry\"
 username = \"robot\"
-[helpers.docker.\"localhost:5000\"]
+[helpers.docker.\"http://localhost:5000\"]
 session = \"registry\"
 ";
 
@@ -618,9 +688,20 @@ fn docker_credential_tokd_speaks_the_helper_protocol() {
             "{url:?}"
         );
     }
-    let out = docker_helper(&d, "get", "http://localhost:5000");
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    assert_eq!(json["Username"], "oauth2");
+    // `localhost:5000` allows plain http (its key says so); registry.example.com does not.
+    for url in ["http://localhost:5000", "localhost:5000"] {
+        let out = docker_helper(&d, "get", url);
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(json["Username"], "oauth2", "{url}");
+        assert_eq!(json["Secret"], "registry-token", "{url}");
+    }
+    let out = docker_helper(&d, "get", "http://registry.example.com");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stdout(&out).trim(),
+        "credentials not found in native keychain"
+    );
+    assert!(stderr(&out).contains("over plain http"), "{}", stderr(&out));
 
     // Unknown registries are docker's "not found".
     let out = docker_helper(&d, "get", "https://index.docker.io/v1/");

@@ -188,7 +188,7 @@ fn blocking_agent_reconnects_after_a_restart_and_a_crash() {
 fn assert_not_running<T: std::fmt::Debug>(result: Result<T, ClientError>, d: &TestDaemon) {
     let e = result.expect_err("the daemon is down");
     assert!(
-        matches!(&e, ClientError::NotRunning { path } if *path == d.socket()),
+        matches!(&e, ClientError::NotRunning { path, .. } if *path == d.socket()),
         "{e:?}"
     );
     assert_eq!(e.exit_code(), 3);

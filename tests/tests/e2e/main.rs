@@ -16,6 +16,8 @@ mod refresh;
 mod secrets;
 mod server;
 mod sessions;
+mod socket_places;
 mod storage;
 mod systemd;
 mod token_files;
+mod trust;

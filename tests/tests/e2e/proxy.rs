@@ -215,11 +215,22 @@ fn https_goes_through_https_proxy_by_connect_with_tls_end_to_end() {
             assert!(!contains(c, secret), "the proxy saw {secret} in clear");
         }
     }
+    let shown = format!("https via http://127.0.0.1:{}", proxy.port);
+    assert!(d.log().contains(&shown), "{}", d.log());
+    // `tokd status` shows the proxy in force too, in both forms.
+    let status = d.tokd(&["status"]);
     assert!(
-        d.log()
-            .contains(&format!("https via http://127.0.0.1:{}", proxy.port)),
+        stdout(&status).contains(&format!("proxy: {shown}")),
         "{}",
-        d.log()
+        stdout(&status)
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&d.tokd(&["status", "--json"]).stdout).expect("json");
+    assert!(
+        json["daemon"]["proxy"]
+            .as_str()
+            .is_some_and(|p| p.starts_with(&shown)),
+        "{json}"
     );
 }
 

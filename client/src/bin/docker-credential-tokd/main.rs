@@ -5,6 +5,8 @@
 //! to a session. Verbs, as docker runs them:
 //! - `get` (server URL on stdin): `{"ServerURL", "Username", "Secret"}` with the session's
 //!   token; an unmapped registry is docker's "credentials not found in native keychain".
+//!   A registry asked for with `http://` is mapped only by a key that says `http://` (docker
+//!   usually names registries without a scheme; those match keys with and without one).
 //! - `store` (credential JSON on stdin): tokd owns the token, so a mapped registry's `docker
 //!   login` is accepted and nothing is kept; an unmapped one is refused, so no password is
 //!   silently lost.
@@ -15,7 +17,7 @@
 //! `$TOKD_CONFIG` apply, then the defaults. Errors go to stdout, where docker looks for them.
 
 use std::ffi::OsString;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -27,8 +29,10 @@ mod helpers {
     pub mod config;
     pub mod docker;
     pub mod session;
+    pub mod stdout;
     pub mod target;
 }
+use helpers::stdout::errln;
 
 use helpers::config::{HelperConfig, Kind, Rule};
 use helpers::docker::{MAX_INPUT, NOT_FOUND, credential_json, list_json, store_server_url};
@@ -61,7 +65,7 @@ fn main() -> ExitCode {
             env!("CARGO_PKG_VERSION")
         )),
         other => {
-            eprintln!("docker-credential-tokd: unknown verb {other:?}\n{USAGE}");
+            errln!("docker-credential-tokd: unknown verb {other:?}\n{USAGE}");
             return ExitCode::from(2);
         }
     };
@@ -69,11 +73,25 @@ fn main() -> ExitCode {
         Ok(text) => (text, 0),
         Err(message) => (message, 1),
     };
-    let mut stdout = std::io::stdout().lock();
     if !text.is_empty() {
-        let _ = writeln!(stdout, "{text}").and_then(|()| stdout.flush());
+        return answer(&format!("{text}\n"), code);
     }
     ExitCode::from(code)
+}
+
+/// Writes the answer to stdout, where docker reads it, and exits with `code`; a closed
+/// stdout ends the helper quietly.
+fn answer(text: &str, code: u8) -> ExitCode {
+    match helpers::stdout::write(text.as_bytes()) {
+        Ok(()) => ExitCode::from(code),
+        Err(e) if helpers::stdout::is_broken_pipe(&e) => {
+            ExitCode::from(helpers::stdout::BROKEN_PIPE_EXIT)
+        }
+        Err(e) => {
+            errln!("docker-credential-tokd: cannot write to stdout: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn parse_args(args: Vec<OsString>) -> Result<Args, ExitCode> {
@@ -85,7 +103,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Args, ExitCode> {
         match flag {
             "--socket" | "--config" => {
                 let Some(value) = it.next() else {
-                    eprintln!("docker-credential-tokd: {flag} needs a value\n{USAGE}");
+                    errln!("docker-credential-tokd: {flag} needs a value\n{USAGE}");
                     return Err(ExitCode::from(2));
                 };
                 let slot = if flag == "--socket" {
@@ -95,10 +113,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Args, ExitCode> {
                 };
                 *slot = Some(PathBuf::from(value));
             }
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return Err(ExitCode::SUCCESS);
-            }
+            "-h" | "--help" => return Err(answer(&format!("{USAGE}\n"), 0)),
             verb if !verb.starts_with('-') && it.len() == 0 => {
                 return Ok(Args {
                     socket,
@@ -109,7 +124,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Args, ExitCode> {
             _ => break,
         }
     }
-    eprintln!("{USAGE}");
+    errln!("{USAGE}");
     Err(ExitCode::from(2))
 }
 
@@ -118,6 +133,7 @@ fn get(socket: &SocketPath, args: &Args) -> Result<String, String> {
     let server_url = read_stdin()?;
     let server_url = server_url.trim();
     let Some(rule) = mapping(args, server_url)? else {
+        note_plain_http(args, server_url);
         return Err(NOT_FOUND.to_owned());
     };
     let token = fetch(socket, &rule.session, HELPER_MIN_VALID, false)
@@ -173,6 +189,24 @@ fn mapping(args: &Args, server_url: &str) -> Result<Option<Rule>, String> {
     };
     let config = HelperConfig::load(args.config.as_deref()).map_err(|e| e.to_string())?;
     Ok(config.find(Kind::Docker, &registry).cloned())
+}
+
+/// When a registry asked for with `http://` got nothing only because of that, says so on
+/// stderr (stdout is docker's), naming the entry that answers it without the scheme.
+fn note_plain_http(args: &Args, server_url: &str) {
+    let Ok((registry, _)) = Target::registry(server_url) else {
+        return;
+    };
+    let Ok(config) = HelperConfig::load(args.config.as_deref()) else {
+        return;
+    };
+    if let Some(rule) = config.https_only(Kind::Docker, &registry) {
+        errln!(
+            "docker-credential-tokd: no token for {server_url} over plain http: {} does not \
+             allow it; a [helpers.docker] key that starts with http:// does",
+            rule.origin
+        );
+    }
 }
 
 fn read_stdin() -> Result<String, String> {

@@ -14,7 +14,8 @@ use clap::{Args, Parser, Subcommand};
     propagate_version = true
 )]
 pub struct Cli {
-    /// Socket of the daemon (default: $TOKD_SOCKET, $XDG_RUNTIME_DIR/tokd/tokd.sock, or
+    /// Socket of the daemon (default: $TOKD_SOCKET, $XDG_RUNTIME_DIR/tokd/tokd.sock; without
+    /// XDG_RUNTIME_DIR, /run/user/$UID/tokd/tokd.sock when that directory is yours, then
     /// ${TMPDIR:-/tmp}/tokd-$UID/tokd.sock).
     #[arg(long, global = true, value_name = "PATH")]
     pub socket: Option<PathBuf>,

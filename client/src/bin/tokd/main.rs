@@ -1,8 +1,16 @@
 //! `tokd`: the command line of the tokd token daemon.
 //!
-//! Exit status: 0 success; 1 the answer is negative (unhealthy session, no valid token);
-//! 2 usage or invalid input; 3 the daemon is not running; 4 no such session; 5 version
-//! mismatch.
+//! Exit status: 0 success; 1 the answer is negative (unhealthy session, no valid token) or
+//! the socket is not safe to talk to; 2 usage or invalid input; 3 the daemon is not running;
+//! 4 no such session; 5 version mismatch; 141 stdout was closed before everything was
+//! written (`tokd list | head -1`).
+
+/// `println!` that returns the write's error (a [`CmdError::Stdout`]) instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::output::out(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
 
 mod cli;
 mod commands;
@@ -15,8 +23,10 @@ mod helpers {
     pub mod config;
     pub mod git;
     pub mod session;
+    pub mod stdout;
     pub mod target;
 }
+use helpers::stdout::errln;
 
 use std::process::ExitCode;
 
@@ -38,7 +48,10 @@ fn main() -> ExitCode {
         let socket = resolve_socket_path(socket.as_deref());
         return exit(commands::get::run(&socket, &get));
     }
-    let cli = Cli::parse_from(args);
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => return clap_exit(&e),
+    };
     let socket = resolve_socket_path(cli.socket.as_deref());
     let result = match cli.command {
         // The hot path: no async runtime, one write, one read.
@@ -55,7 +68,7 @@ fn main() -> ExitCode {
             {
                 Ok(rt) => rt,
                 Err(e) => {
-                    eprintln!("tokd: cannot start: {e}");
+                    errln!("tokd: cannot start: {e}");
                     return ExitCode::from(1);
                 }
             };
@@ -65,15 +78,49 @@ fn main() -> ExitCode {
     exit(result)
 }
 
+/// What clap has to say instead of a command: usage errors on stderr (its own way), `--help`
+/// and `--version` on stdout, which may be a closed pipe.
+fn clap_exit(e: &clap::Error) -> ExitCode {
+    use std::io::IsTerminal;
+    if e.use_stderr() || std::io::stdout().is_terminal() {
+        e.exit();
+    }
+    let text = e.render().to_string();
+    exit(output::out(&text).map(|()| Outcome::Exit(0)))
+}
+
 fn exit(result: CmdResult) -> ExitCode {
     match result {
         Ok(Outcome::Exit(code)) => ExitCode::from(code),
-        Err(e) => {
-            eprintln!("tokd: {e}");
+        Err(CmdError::Client(e)) => {
+            errln!("tokd: {e}");
             ExitCode::from(e.exit_code())
+        }
+        // The reader went away (`tokd status | head -1`): end quietly, as Unix tools do.
+        Err(CmdError::Stdout(e)) if helpers::stdout::is_broken_pipe(&e) => {
+            ExitCode::from(helpers::stdout::BROKEN_PIPE_EXIT)
+        }
+        Err(CmdError::Stdout(e)) => {
+            errln!("tokd: cannot write to stdout: {e}");
+            ExitCode::from(1)
         }
     }
 }
 
-/// The error type of every command.
-pub type CmdResult = Result<Outcome, ClientError>;
+/// Why a command failed: the daemon could not be asked, or its answer could not be printed.
+#[derive(Debug)]
+pub enum CmdError {
+    /// Talking to the daemon failed.
+    Client(ClientError),
+    /// Writing to stdout failed (a closed pipe, a full disk).
+    Stdout(std::io::Error),
+}
+
+impl From<ClientError> for CmdError {
+    fn from(e: ClientError) -> Self {
+        CmdError::Client(e)
+    }
+}
+
+/// The result of every command.
+pub type CmdResult = Result<Outcome, CmdError>;

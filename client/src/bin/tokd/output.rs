@@ -2,6 +2,16 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::CmdError;
+
+/// Writes `text` to stdout: every line `tokd` prints goes through here (or [`outln!`]).
+///
+/// # Errors
+/// [`CmdError::Stdout`]; a closed pipe ends the command quietly.
+pub fn out(text: &str) -> Result<(), CmdError> {
+    crate::helpers::stdout::write(text.as_bytes()).map_err(CmdError::Stdout)
+}
+
 /// Milliseconds since the epoch now.
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -61,9 +71,9 @@ pub fn relative(at_ms: Option<i64>, now: i64) -> String {
     }
 }
 
-/// Prints rows as left-aligned columns separated by two spaces. On a terminal (and without
-/// `NO_COLOR`), `colour(column, cell)` may give an ANSI colour code for a body cell.
-pub fn print_table(rows: &[Vec<String>], colour: fn(usize, &str) -> Option<&'static str>) {
+/// Rows as left-aligned columns separated by two spaces, one line each. On a terminal (and
+/// without `NO_COLOR`), `colour(column, cell)` may give an ANSI colour code for a body cell.
+pub fn table(rows: &[Vec<String>], colour: fn(usize, &str) -> Option<&'static str>) -> String {
     use std::io::IsTerminal;
     let coloured = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
@@ -76,6 +86,7 @@ pub fn print_table(rows: &[Vec<String>], colour: fn(usize, &str) -> Option<&'sta
                 .unwrap_or(0)
         })
         .collect();
+    let mut text = String::new();
     for (r, row) in rows.iter().enumerate() {
         let mut line = String::new();
         for (i, cell) in row.iter().enumerate() {
@@ -88,8 +99,10 @@ pub fn print_table(rows: &[Vec<String>], colour: fn(usize, &str) -> Option<&'sta
                 line.push_str(&" ".repeat(pad + 2));
             }
         }
-        println!("{}", line.trim_end());
+        text.push_str(line.trim_end());
+        text.push('\n');
     }
+    text
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ pub async fn run(mut client: Client, args: AddArgs) -> CmdResult {
     let token_response = match read_stdin() {
         Ok(input) => input,
         Err(message) => {
-            eprintln!("tokd: {message}");
+            crate::errln!("tokd: {message}");
             return Ok(Outcome::Exit(2));
         }
     };
@@ -32,7 +32,7 @@ pub async fn run(mut client: Client, args: AddArgs) -> CmdResult {
         })
         .await?;
     let s = &reply.session;
-    println!(
+    outln!(
         "{} session {} (provider {}): token expires {}{}",
         if reply.replaced { "replaced" } else { "added" },
         s.name,
@@ -43,7 +43,7 @@ pub async fn run(mut client: Client, args: AddArgs) -> CmdResult {
         } else {
             ", no refresh token"
         }
-    );
+    )?;
     Ok(Outcome::Exit(0))
 }
 

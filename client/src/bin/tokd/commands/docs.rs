@@ -4,25 +4,30 @@
 use clap::CommandFactory;
 
 use crate::cli::Cli;
-use crate::{CmdResult, Outcome};
+use crate::{CmdError, CmdResult, Outcome};
 
-/// Prints the completion script for `shell`.
+/// Prints the completion script for `shell`. It is generated into memory first: the
+/// generators panic when their writer fails, as stdout does on a closed pipe.
 pub fn completions(shell: clap_complete::Shell) -> CmdResult {
     let mut cmd = Cli::command();
-    clap_complete::generate(shell, &mut cmd, "tokd", &mut std::io::stdout());
-    Ok(Outcome::Exit(0))
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "tokd", &mut script);
+    write(&script)
 }
 
 /// Prints the man page (roff).
 pub fn man() -> CmdResult {
     let page = clap_mangen::Man::new(Cli::command());
-    let mut out = std::io::stdout().lock();
-    if let Err(e) = page.render(&mut out).or_else(|e| match e.kind() {
-        std::io::ErrorKind::BrokenPipe => Ok(()),
-        _ => Err(e),
-    }) {
-        eprintln!("tokd: cannot write the man page: {e}");
+    let mut roff = Vec::new();
+    // Rendering into memory cannot fail.
+    if let Err(e) = page.render(&mut roff) {
+        crate::errln!("tokd: cannot render the man page: {e}");
         return Ok(Outcome::Exit(1));
     }
+    write(&roff)
+}
+
+fn write(bytes: &[u8]) -> CmdResult {
+    crate::helpers::stdout::write(bytes).map_err(CmdError::Stdout)?;
     Ok(Outcome::Exit(0))
 }

@@ -12,14 +12,14 @@ use crate::{CmdResult, Outcome};
 pub fn run(socket: &SocketPath, args: ExecArgs) -> CmdResult {
     let token = fetch(socket, &args.name, args.min_valid, false)?;
     let Some((program, rest)) = args.command.split_first() else {
-        eprintln!("tokd: exec needs a command after --");
+        crate::errln!("tokd: exec needs a command after --");
         return Ok(Outcome::Exit(2));
     };
     let err = std::process::Command::new(program)
         .args(rest)
         .env(&args.env, token.access_token.expose())
         .exec();
-    eprintln!("tokd: cannot run {}: {err}", program.to_string_lossy());
+    crate::errln!("tokd: cannot run {}: {err}", program.to_string_lossy());
     Ok(Outcome::Exit(
         if err.kind() == std::io::ErrorKind::NotFound {
             127

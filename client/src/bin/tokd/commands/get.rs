@@ -1,7 +1,5 @@
 //! `tokd get`: the bearer alone on stdout.
 
-use std::io::Write;
-
 use tokd_protocol::paths::SocketPath;
 
 use crate::cli::GetArgs;
@@ -15,7 +13,7 @@ pub fn run(socket: &SocketPath, args: &GetArgs) -> CmdResult {
         match &token.id_token {
             Some(id) => format!("{}\n", id.expose()),
             None => {
-                eprintln!("tokd: session {:?} has no id_token", args.name);
+                crate::errln!("tokd: session {:?} has no id_token", args.name);
                 return Ok(Outcome::Exit(1));
             }
         }
@@ -35,15 +33,11 @@ pub fn run(socket: &SocketPath, args: &GetArgs) -> CmdResult {
         format!("{}\n", token.access_token.expose())
     };
     if !token.meets_min_valid && !args.json {
-        eprintln!(
+        crate::errln!(
             "tokd: warning: the token of {:?} has less than the requested --min-valid left",
             args.name
         );
     }
-    let mut stdout = std::io::stdout().lock();
-    // A closed pipe (`tokd get x | head -c0`) is not worth a panic.
-    let _ = stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush());
+    crate::output::out(&text)?;
     Ok(Outcome::Exit(0))
 }

@@ -1,14 +1,16 @@
 //! `tokd git-credential [--session NAME] [--username U] [--config FILE] <get|store|erase>`:
 //! git's credential helper.
 //!
-//! - `get`: for a remote mapped in `[helpers.git]` (or any remote with `--session`), answer
-//!   `username`, `password` (the session's bearer) and `password_expiry_utc`. For a remote
-//!   that is not mapped, answer nothing and exit 0, so git asks its next helper.
+//! - `get`: for a remote mapped in `[helpers.git]` (or any https remote with `--session`),
+//!   answer `username`, `password` (the session's bearer) and `password_expiry_utc`. For a
+//!   remote that is not mapped, answer nothing and exit 0, so git asks its next helper.
+//!   Plain http is mapped only by a key that says `http://`: a bearer sent in the clear can
+//!   be read on the way.
 //! - `store`: nothing to keep; tokd owns the token.
 //! - `erase`: git drops a credential the server refused. When it is the token tokd gave, the
 //!   session is refreshed now, so the next `get` has a fresh one.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::time::Duration;
 
 use tokd_protocol::paths::SocketPath;
@@ -28,7 +30,7 @@ pub fn run(socket: &SocketPath, args: &GitCredentialArgs) -> CmdResult {
     let request = match read_request() {
         Ok(request) => request,
         Err(message) => {
-            eprintln!("{ME}: {message}");
+            crate::errln!("{ME}: {message}");
             return Ok(Outcome::Exit(2));
         }
     };
@@ -44,16 +46,19 @@ pub fn run(socket: &SocketPath, args: &GitCredentialArgs) -> CmdResult {
 fn get(socket: &SocketPath, args: &GitCredentialArgs, request: &GitRequest) -> CmdResult {
     let (target, rule) = match mapping(args, request) {
         Ok(Some(found)) => found,
-        Ok(None) => return Ok(Outcome::Exit(0)),
+        Ok(None) => {
+            note_plain_http(args, request);
+            return Ok(Outcome::Exit(0));
+        }
         Err(e) => {
-            eprintln!("{ME}: {e}");
+            crate::errln!("{ME}: {e}");
             return Ok(Outcome::Exit(2));
         }
     };
     let token = match fetch(socket, &rule.session, HELPER_MIN_VALID, false) {
         Ok(token) => token,
         Err(e) => {
-            eprintln!(
+            crate::errln!(
                 "{ME}: no token for {} ({}): {}",
                 describe(&target),
                 rule.origin,
@@ -63,7 +68,7 @@ fn get(socket: &SocketPath, args: &GitCredentialArgs, request: &GitRequest) -> C
         }
     };
     if !token.meets_min_valid {
-        eprintln!(
+        crate::errln!(
             "{ME}: warning: the token of session {:?} expires in less than {}s",
             rule.session,
             HELPER_MIN_VALID.as_secs()
@@ -71,21 +76,14 @@ fn get(socket: &SocketPath, args: &GitCredentialArgs, request: &GitRequest) -> C
     }
     let expiry = token.expires_at_ms.div_euclid(1000);
     let Some(text) = answer(&rule.username, token.access_token.expose(), expiry) else {
-        eprintln!(
+        crate::errln!(
             "{ME}: the token or username of session {:?} contains a line break and cannot be \
              passed to git",
             rule.session
         );
         return Ok(Outcome::Exit(1));
     };
-    let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        eprintln!("{ME}: cannot answer git: {e}");
-        return Ok(Outcome::Exit(1));
-    }
+    crate::output::out(&text)?;
     Ok(Outcome::Exit(0))
 }
 
@@ -94,7 +92,7 @@ fn erase(socket: &SocketPath, args: &GitCredentialArgs, request: &GitRequest) ->
         Ok(Some(found)) => found,
         Ok(None) => return Ok(Outcome::Exit(0)),
         Err(e) => {
-            eprintln!("{ME}: {e}");
+            crate::errln!("{ME}: {e}");
             return Ok(Outcome::Exit(2));
         }
     };
@@ -107,7 +105,7 @@ fn erase(socket: &SocketPath, args: &GitCredentialArgs, request: &GitRequest) ->
         // The session has moved on already (or never gave this password): nothing to do.
         Ok(_) => return Ok(Outcome::Exit(0)),
         Err(e) => {
-            eprintln!(
+            crate::errln!(
                 "{ME}: {} refused the token: {}",
                 describe(&target),
                 explain(&e, &rule.session)
@@ -119,7 +117,7 @@ fn erase(socket: &SocketPath, args: &GitCredentialArgs, request: &GitRequest) ->
     match force_refresh(socket, &rule.session, client) {
         Ok(()) => Ok(Outcome::Exit(0)),
         Err(e) => {
-            eprintln!(
+            crate::errln!(
                 "{ME}: {} refused the token of session {:?}, and refreshing it failed: {}",
                 describe(&target),
                 rule.session,
@@ -140,6 +138,8 @@ fn mapping(
         return Ok(None);
     };
     let rule = match &args.session {
+        // `--session` is for every https remote; plain http needs an `http://` key.
+        Some(_) if target.scheme.as_deref() != Some("https") => None,
         Some(session) => Some(Rule {
             kind: Kind::Git,
             origin: "--session".to_owned(),
@@ -157,6 +157,27 @@ fn mapping(
         }
         (target, rule)
     }))
+}
+
+/// When a plain-http remote got nothing only because it is plain http, says so on stderr
+/// (git shows it), naming the entry that would have answered over https.
+fn note_plain_http(args: &GitCredentialArgs, request: &GitRequest) {
+    let Some(target) = request.target().filter(|t| t.as_https().is_some()) else {
+        return;
+    };
+    let https_rule = match &args.session {
+        Some(_) => Some("--session".to_owned()),
+        None => HelperConfig::load(args.config.as_deref())
+            .ok()
+            .and_then(|c| c.https_only(Kind::Git, &target).map(|r| r.origin.clone())),
+    };
+    if let Some(origin) = https_rule {
+        crate::errln!(
+            "{ME}: no token for {} over plain http: {origin} is for https only; a \
+             [helpers.git] key that starts with http:// allows plain http",
+            describe(&target)
+        );
+    }
 }
 
 /// `https://host/path` for messages.

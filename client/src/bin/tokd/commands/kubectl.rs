@@ -2,8 +2,6 @@
 //! plugin. It prints an `ExecCredential` with the session's bearer and its expiry; client-go
 //! caches it until `expirationTimestamp` and runs the plugin again after that.
 
-use std::io::Write;
-
 use base64::Engine;
 use tokd_protocol::paths::SocketPath;
 
@@ -26,20 +24,20 @@ pub fn run(socket: &SocketPath, args: &KubectlArgs) -> CmdResult {
     let api_version = match api_version(info.as_deref()) {
         Ok(v) => v,
         Err(message) => {
-            eprintln!("{ME}: {message}");
+            crate::errln!("{ME}: {message}");
             return Ok(Outcome::Exit(2));
         }
     };
     let token = match fetch(socket, &args.name, args.min_valid, args.id_token) {
         Ok(token) => token,
         Err(e) => {
-            eprintln!("{ME}: {}", explain(&e, &args.name));
+            crate::errln!("{ME}: {}", explain(&e, &args.name));
             return Ok(Outcome::Exit(e.exit_code()));
         }
     };
     let (bearer, expires_at_ms) = if args.id_token {
         let Some(id_token) = &token.id_token else {
-            eprintln!(
+            crate::errln!(
                 "{ME}: session {:?} has no id_token (log in with the `openid` scope)",
                 args.name
             );
@@ -47,7 +45,7 @@ pub fn run(socket: &SocketPath, args: &KubectlArgs) -> CmdResult {
         };
         let expiry = jwt_exp_ms(id_token.expose()).unwrap_or(token.expires_at_ms);
         if expiry <= now_ms() {
-            eprintln!(
+            crate::errln!(
                 "{ME}: the id_token of session {:?} expired at {}; `tokd refresh {}` may get a \
                  new one",
                 args.name,
@@ -61,20 +59,13 @@ pub fn run(socket: &SocketPath, args: &KubectlArgs) -> CmdResult {
         (token.access_token.expose(), token.expires_at_ms)
     };
     if !token.meets_min_valid {
-        eprintln!(
+        crate::errln!(
             "{ME}: warning: the token of {:?} has less than the requested --min-valid left",
             args.name
         );
     }
     let text = format!("{}\n", exec_credential(api_version, bearer, expires_at_ms));
-    let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        eprintln!("{ME}: cannot write the credential: {e}");
-        return Ok(Outcome::Exit(1));
-    }
+    crate::output::out(&text)?;
     Ok(Outcome::Exit(0))
 }
 

@@ -6,8 +6,12 @@ use crate::{CmdResult, Outcome};
 
 /// Runs `tokd list`.
 pub async fn run(mut client: Client) -> CmdResult {
-    for entry in client.list().await? {
-        println!("{}", entry.name);
-    }
+    let names: String = client
+        .list()
+        .await?
+        .iter()
+        .map(|entry| format!("{}\n", entry.name))
+        .collect();
+    crate::output::out(&names)?;
     Ok(Outcome::Exit(0))
 }

@@ -48,37 +48,37 @@ pub async fn run(client: Client, args: LoginArgs) -> CmdResult {
             ),
             Response::LoginPrompt(LoginPrompt::Browser { url, open }) => {
                 if open && open_browser(&url) {
-                    eprintln!(
+                    crate::errln!(
                         "Opened your browser to log in. If nothing happened, open:\n\n  {url}\n"
                     );
                 } else {
-                    eprintln!("To log in, open this address in a browser:\n\n  {url}\n");
+                    crate::errln!("To log in, open this address in a browser:\n\n  {url}\n");
                 }
-                eprintln!("Waiting for the login to finish (Ctrl-C cancels)…");
+                crate::errln!("Waiting for the login to finish (Ctrl-C cancels)…");
             }
-            Response::LoginPrompt(LoginPrompt::Notice { message }) => eprintln!("{message}"),
-            Response::LoggedIn(old) => return Ok(logged_in(&old.into())),
-            Response::LoggedIn2(reply) => return Ok(logged_in(&reply)),
-            _ => return Err(tokd::ClientError::Unexpected("a login prompt or result")),
+            Response::LoginPrompt(LoginPrompt::Notice { message }) => crate::errln!("{message}"),
+            Response::LoggedIn(old) => return logged_in(&old.into()),
+            Response::LoggedIn2(reply) => return logged_in(&reply),
+            _ => return Err(tokd::ClientError::Unexpected("a login prompt or result").into()),
         }
     }
-    Err(tokd::ClientError::Closed)
+    Err(tokd::ClientError::Closed.into())
 }
 
-/// Says the login is done; the exit status.
-fn logged_in(reply: &tokd_protocol::verbs::login::LoginReply) -> Outcome {
+/// Says the login is done.
+fn logged_in(reply: &tokd_protocol::verbs::login::LoginReply) -> CmdResult {
     let s = &reply.session;
-    println!(
+    outln!(
         "logged in: session {} (provider {}) is ready; token expires {}",
         s.name,
         s.provider,
         relative(s.expires_at_ms, now_ms())
-    );
-    Outcome::Exit(0)
+    )?;
+    Ok(Outcome::Exit(0))
 }
 
 fn show_device_prompt(uri: &str, code: &str, complete: Option<&str>, expires_in_s: u64) {
-    eprintln!("To log in, open {uri}\nand enter the code:  {code}\n");
+    crate::errln!("To log in, open {uri}\nand enter the code:  {code}\n");
     if let Some(complete) = complete {
         if std::io::stderr().is_terminal()
             && let Ok(qr) = qrcode::QrCode::new(complete.as_bytes())
@@ -87,11 +87,11 @@ fn show_device_prompt(uri: &str, code: &str, complete: Option<&str>, expires_in_
                 .render::<qrcode::render::unicode::Dense1x2>()
                 .quiet_zone(true)
                 .build();
-            eprintln!("Or scan this code with a phone:\n{art}");
+            crate::errln!("Or scan this code with a phone:\n{art}");
         }
-        eprintln!("(or open {complete})\n");
+        crate::errln!("(or open {complete})\n");
     }
-    eprintln!(
+    crate::errln!(
         "The code expires in {}. Waiting for the approval (Ctrl-C cancels)…",
         crate::output::compact(i64::try_from(expires_in_s).unwrap_or(0) * 1000)
     );

@@ -8,17 +8,17 @@ use crate::{CmdResult, Outcome};
 /// Runs `tokd rm NAME`.
 pub async fn rm(mut client: Client, name: &str) -> CmdResult {
     client.remove(name).await?;
-    println!("removed session {name}");
+    outln!("removed session {name}")?;
     Ok(Outcome::Exit(0))
 }
 
 /// Runs `tokd refresh NAME`.
 pub async fn refresh(mut client: Client, name: &str) -> CmdResult {
     let reply = client.refresh(name).await?;
-    println!(
+    outln!(
         "refreshed session {name}: token expires {}",
         relative(reply.session.expires_at_ms, now_ms())
-    );
+    )?;
     Ok(Outcome::Exit(0))
 }
 
@@ -26,9 +26,9 @@ pub async fn refresh(mut client: Client, name: &str) -> CmdResult {
 pub async fn logout(mut client: Client, name: &str) -> CmdResult {
     let reply = client.logout(name).await?;
     if reply.revoked {
-        println!("revoked and removed session {name}");
+        outln!("revoked and removed session {name}")?;
     } else {
-        println!("removed session {name} (the provider offers no revocation)");
+        outln!("removed session {name} (the provider offers no revocation)")?;
     }
     Ok(Outcome::Exit(0))
 }

@@ -6,16 +6,16 @@ use tokd_protocol::SessionStatus;
 use tokd_protocol::verbs::status::StatusReply;
 
 use crate::cli::StatusArgs;
-use crate::output::{compact, now_ms, print_table, relative};
+use crate::output::{compact, now_ms, out, relative, table};
 use crate::{CmdResult, Outcome};
 
 /// Runs `tokd status`.
 pub async fn run(mut client: Client, args: &StatusArgs) -> CmdResult {
     let reply = client.status(args.name.as_deref()).await?;
     if args.json {
-        println!("{}", to_json(&reply));
+        outln!("{}", to_json(&reply))?;
     } else {
-        print_human(&reply);
+        out(&human(&reply))?;
     }
     let healthy = reply
         .sessions
@@ -24,11 +24,12 @@ pub async fn run(mut client: Client, args: &StatusArgs) -> CmdResult {
     Ok(Outcome::Exit(if healthy { 0 } else { 1 }))
 }
 
-fn print_human(reply: &StatusReply) {
+/// The human form: a line about the daemon, then the table.
+fn human(reply: &StatusReply) -> String {
     let d = &reply.daemon;
     let now = now_ms();
-    println!(
-        "tokd-daemon {} (protocol {}.{}), pid {}, up {}; socket {}; state {}; key from {}; {} session{}",
+    let mut text = format!(
+        "tokd-daemon {} (protocol {}.{}), pid {}, up {}; socket {}; state {}; key from {}; {} session{}\n",
         d.version,
         d.protocol_major,
         d.protocol_minor,
@@ -40,9 +41,19 @@ fn print_human(reply: &StatusReply) {
         d.session_count,
         if d.session_count == 1 { "" } else { "s" }
     );
+    if let Some(proxy) = &d.proxy {
+        text.push_str(&format!("proxy: {proxy}\n"));
+    }
+    if let Some(rejected) = &d.last_rejected_reload {
+        text.push_str(&format!(
+            "the last config reload was rejected {} (the config before it stays in force): {}\n",
+            relative(Some(rejected.at_ms), now),
+            rejected.error
+        ));
+    }
     if reply.sessions.is_empty() {
-        println!("no sessions (add one with `tokd add NAME --provider P < token.json`)");
-        return;
+        text.push_str("no sessions (add one with `tokd add NAME --provider P < token.json`)\n");
+        return text;
     }
     let mut rows = vec![
         [
@@ -78,7 +89,8 @@ fn print_human(reply: &StatusReply) {
             s.last_error.clone().unwrap_or_else(|| "-".into()),
         ]);
     }
-    print_table(&rows, colour_state);
+    text.push_str(&table(&rows, colour_state));
+    text
 }
 
 /// Colours the STATE column on a terminal (green healthy, yellow retrying, red needs you).
@@ -108,6 +120,12 @@ fn to_json(reply: &StatusReply) -> serde_json::Value {
             "key_source": d.key_source,
             "config_file": d.config_file,
             "session_count": d.session_count,
+            "proxy": d.proxy,
+            "last_rejected_reload": d.last_rejected_reload.as_ref().map(|r| serde_json::json!({
+                "at": r.at_ms,
+                "error": r.error,
+            })),
+            "providers": d.providers.iter().map(provider_json).collect::<Vec<_>>(),
         },
         "sessions": reply.sessions.iter().map(session_json).collect::<Vec<_>>(),
     })
@@ -135,5 +153,23 @@ fn session_json(s: &SessionStatus) -> serde_json::Value {
         "has_id_token": s.has_id_token,
         "scope": s.scope,
         "attrs": attrs,
+        "client_credentials": s.client_credentials,
+        "refresh_origin": s.refresh_origin,
+        "resource": s.resource,
+        "registered_client": s.registered_client,
+    })
+}
+
+fn provider_json(p: &tokd_protocol::ProviderInfo) -> serde_json::Value {
+    let (source, resource) = match &p.source {
+        tokd_protocol::ProviderSource::Config => ("config", None),
+        tokd_protocol::ProviderSource::Discovered { resource } => ("discovered", Some(resource)),
+    };
+    serde_json::json!({
+        "name": p.name,
+        "source": source,
+        "resource": resource,
+        "issuer": p.issuer,
+        "registered_client": p.registered_client,
     })
 }

@@ -1,7 +1,5 @@
 //! `tokd watch`: session events as they happen.
 
-use std::io::Write;
-
 use tokd::Client;
 use tokd_protocol::Response;
 use tokd_protocol::verbs::watch::{WatchEvent, WatchEventKind};
@@ -13,7 +11,7 @@ use crate::{CmdResult, Outcome};
 pub async fn run(client: Client, args: &WatchArgs) -> CmdResult {
     let mut stream = client.watch().await?;
     // Subscribed from here on; scripts (and tests) may wait for this line.
-    eprintln!("tokd: watching session events (Ctrl-C to stop)");
+    crate::errln!("tokd: watching session events (Ctrl-C to stop)");
     while let Some(frame) = stream.next().await? {
         let Response::Event(event) = frame else {
             continue;
@@ -23,10 +21,7 @@ pub async fn run(client: Client, args: &WatchArgs) -> CmdResult {
         } else {
             human_line(&event)
         };
-        let mut out = std::io::stdout().lock();
-        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
-            break;
-        }
+        outln!("{line}")?;
     }
     Ok(Outcome::Exit(0))
 }

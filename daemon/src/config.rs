@@ -446,8 +446,16 @@ impl Config {
                 "daemon.max_concurrent_refreshes must be at least 1".into(),
             ));
         }
-        for (name, provider) in &file.providers {
+        let mut providers = file.providers;
+        for (name, provider) in &mut providers {
             validate_provider(name, provider).map_err(&invalid)?;
+            // Like every path in the file: relative to the file's directory, never to the
+            // daemon's working directory.
+            if let Some(secret_file) = provider.client_secret_file.take() {
+                let expanded = expand_path(&secret_file, env)
+                    .map_err(|e| invalid(format!("[providers.{name}] client_secret_file: {e}")))?;
+                provider.client_secret_file = Some(absolutize_cwd(&absolute(&expanded)));
+            }
         }
         let mut sessions = file.sessions;
         let mut sink_owner: BTreeMap<PathBuf, String> = BTreeMap::new();
@@ -501,7 +509,7 @@ impl Config {
                 .clock_check_interval
                 .map_or(Duration::from_secs(60), |h| h.0)
                 .clamp(Duration::from_millis(100), Duration::from_secs(60)),
-            providers: file.providers,
+            providers,
             sessions,
             config_file: path,
         })
@@ -712,6 +720,25 @@ mod tests {
         let unset = expand_path(Path::new("$XDG_RUNTIME_DIR/x"), &env_of(&[]));
         assert!(unset.expect_err("unset").contains("not set"));
         assert!(expand_path(Path::new("${HOME"), &env).is_err());
+    }
+
+    #[test]
+    fn a_relative_client_secret_file_is_relative_to_the_config_file() {
+        let text = "[providers.g]\ntoken_endpoint = \"https://x/t\"\nclient_secret_file = \"secrets/g.txt\"\n";
+        let file = Config::parse(text, Path::new("/cfg/tokd/config.toml")).expect("parses");
+        let env = env_of(&[("HOME", "/home/u")]);
+        let c = Config::resolve(
+            file,
+            Some(PathBuf::from("/cfg/tokd/config.toml")),
+            &Overrides::default(),
+            &env,
+            Some(PathBuf::from("/home/u/.config")),
+        )
+        .expect("resolves");
+        assert_eq!(
+            c.providers["g"].client_secret_file.as_deref(),
+            Some(Path::new("/cfg/tokd/secrets/g.txt"))
+        );
     }
 
     #[test]

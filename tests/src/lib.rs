@@ -102,7 +102,10 @@ pub fn build_binaries_in(profile_dir: &Path) -> Result<Binaries> {
         bail!("cargo build of the tokd binaries failed: {status}");
     }
     let bins = Binaries {
-        daemon: profile_dir.join("tokd-daemon"),
+        // `TOKD_E2E_DAEMON` runs the suite against another daemon build (an older one, to
+        // see a new test fail against the code it fixes).
+        daemon: std::env::var_os("TOKD_E2E_DAEMON")
+            .map_or_else(|| profile_dir.join("tokd-daemon"), PathBuf::from),
         tokd: profile_dir.join("tokd"),
         docker_credential: profile_dir.join("docker-credential-tokd"),
     };
@@ -149,6 +152,8 @@ pub struct Launch {
     /// The daemon binary to run instead of the freshly built one (a copy another uid may
     /// execute).
     pub program: Option<PathBuf>,
+    /// The daemon's working directory (default: the test's).
+    pub cwd: Option<PathBuf>,
 }
 
 impl TestDaemon {
@@ -273,6 +278,9 @@ impl TestDaemon {
         }
         isolate_env(&mut cmd, d);
         cmd.env("TOKD_LOG", "info,tokd_daemon=debug");
+        if let Some(cwd) = &self.launch.cwd {
+            cmd.current_dir(cwd);
+        }
         for (k, v) in &self.launch.env {
             cmd.env(k, v);
         }

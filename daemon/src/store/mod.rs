@@ -445,11 +445,26 @@ impl Store {
     pub async fn remove(&self, name: &str) -> Result<bool, StoreError> {
         self.refuse_quarantined(name)?;
         self.note_removal(name)?;
+        match self.inner.writer.remove(name.as_bytes()).await {
+            Ok(existed) => Ok(existed),
+            Err(message) => {
+                // The record is still in sled (and still served): the journal must name it
+                // again, or a later loss of the record would go unnoticed.
+                if let Err(e) = self.inner.names.added(name) {
+                    tracing::warn!(session = %name, file = %self.inner.names.path().display(), error = %e, "cannot note the kept session in the names journal; the next start rebuilds it");
+                }
+                Err(self.write_error(message))
+            }
+        }
+    }
+
+    /// Tests: the next write fails as a sled error would.
+    #[cfg(test)]
+    pub(crate) fn fail_next_write(&self) {
         self.inner
             .writer
-            .remove(name.as_bytes())
-            .await
-            .map_err(|message| self.write_error(message))
+            .fail_next
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Moves a quarantined record's raw bytes from `sessions` to the `quarantine` tree

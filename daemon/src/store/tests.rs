@@ -754,3 +754,33 @@ async fn many_concurrent_puts_all_complete_and_persist() {
     let (_, loaded) = open(&e.opts);
     assert_eq!(loaded.records.len(), 64);
 }
+
+#[tokio::test]
+async fn a_failed_removal_leaves_the_journal_witnessing_the_record() {
+    let env = env();
+    let opts = &env.opts;
+    {
+        let (store, _) = open(opts);
+        store.put(&full_record("gone")).await.expect("put");
+        store.fail_next_write();
+        store
+            .remove("gone")
+            .await
+            .expect_err("the injected failure");
+    }
+    // The database then loses the record it still held (truncated files, say).
+    {
+        let db = raw_db(opts);
+        db.open_tree("sessions")
+            .expect("tree")
+            .remove("gone")
+            .expect("remove");
+        db.flush().expect("flush");
+    }
+    let (_, loaded) = open(opts);
+    assert_eq!(
+        corrupt_names(&loaded),
+        ["gone"],
+        "the journal still names the session the failed removal kept"
+    );
+}

@@ -41,6 +41,9 @@ enum Op {
 pub struct Writer {
     queue: Option<mpsc::Sender<Op>>,
     thread: Option<JoinHandle<()>>,
+    /// Tests: the next operation fails as a sled error would, without reaching sled.
+    #[cfg(test)]
+    pub(crate) fail_next: std::sync::atomic::AtomicBool,
 }
 
 impl Writer {
@@ -70,6 +73,8 @@ impl Writer {
         Ok(Writer {
             queue: Some(queue),
             thread: Some(thread),
+            #[cfg(test)]
+            fail_next: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -110,6 +115,13 @@ impl Writer {
         &self,
         op: impl FnOnce(oneshot::Sender<Result<bool, String>>) -> Op,
     ) -> Result<bool, String> {
+        #[cfg(test)]
+        if self
+            .fail_next
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err("injected write failure".to_owned());
+        }
         let (done, answer) = oneshot::channel();
         self.queue
             .as_ref()

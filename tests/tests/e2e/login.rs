@@ -264,3 +264,32 @@ fn the_device_flow_honours_slow_down() {
     // One poll answered slow_down; the next, 5 s later, got the tokens: no poll in between.
     assert_eq!(idp.stats().expect("stats").device_code_requests, 2);
 }
+
+#[test]
+fn a_login_cancelled_during_its_token_request_still_stores_what_the_provider_issued() {
+    let idp = idp();
+    let d = daemon(&idp);
+    let mut login = d.spawn_tokd_piped(&["login", "work", "--provider", "idp"]);
+    let code = read_prompt(&mut login, user_code);
+    // Every poll now takes 3 s at the provider, which answers it after looking at the code:
+    // once approved, the poll at the provider carries the tokens.
+    idp.set_token_delay(3_000).expect("delay");
+    idp.approve_device(&code).expect("approve");
+    tokd_e2e::wait_for(
+        std::time::Duration::from_secs(20),
+        "a poll at the provider",
+        || (idp.stats().expect("stats").in_flight == 1).then_some(()),
+    );
+    // Ctrl-C while the provider is issuing the tokens.
+    let pid = rustix::process::Pid::from_raw(i32::try_from(login.id()).expect("pid")).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("SIGINT");
+    let _ = login.wait();
+    tokd_e2e::wait_for(
+        std::time::Duration::from_secs(20),
+        "the login to be stored anyway",
+        || (d.tokd(&["status", "work"]).status.code() == Some(0)).then_some(()),
+    );
+    let token = d.get("work", &[]).expect("the issued token is served");
+    assert!(idp.is_active(&token).expect("introspect"));
+    assert_eq!(d.session_json("work")["has_refresh_token"], true);
+}

@@ -13,6 +13,7 @@ mod login;
 mod provider_trust;
 mod proxy;
 mod refresh;
+mod review;
 mod secrets;
 mod server;
 mod sessions;

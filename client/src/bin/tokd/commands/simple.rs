@@ -25,10 +25,14 @@ pub async fn refresh(mut client: Client, name: &str) -> CmdResult {
 /// Runs `tokd logout NAME`.
 pub async fn logout(mut client: Client, name: &str) -> CmdResult {
     let reply = client.logout(name).await?;
-    if reply.revoked {
-        outln!("revoked and removed session {name}")?;
-    } else {
-        outln!("removed session {name} (the provider offers no revocation)")?;
+    match (reply.revoked, reply.newer_kept) {
+        (true, false) => outln!("revoked and removed session {name}")?,
+        (false, false) => outln!("removed session {name} (the provider offers no revocation)")?,
+        (revoked, true) => outln!(
+            "{} the grant that was logged out; session {name} was replaced meanwhile (a newer \
+             login or import) and is kept",
+            if revoked { "revoked" } else { "removed" }
+        )?,
     }
     Ok(Outcome::Exit(0))
 }

@@ -297,6 +297,42 @@ pub struct Config {
     pub sessions: BTreeMap<String, SessionConfig>,
 }
 
+impl Config {
+    /// The grant of provider `name`; `None` when no such provider is configured.
+    pub fn grant_of(&self, name: &str) -> Option<Grant> {
+        self.providers.get(name).map(|p| p.grant)
+    }
+
+    /// The one answer for a request naming a provider the config does not have: it lists
+    /// the configured ones, or says where to add one.
+    pub fn unknown_provider(&self, name: &str) -> tokd_protocol::ErrorReply {
+        let known: Vec<&str> = self.providers.keys().map(String::as_str).collect();
+        let message = if known.is_empty() {
+            format!(
+                "no provider named {name:?}: the config has no providers (add a \
+                 [providers.{name}] table to {})",
+                self.config_file
+                    .as_ref()
+                    .map_or_else(|| "the config file".to_owned(), |p| p.display().to_string())
+            )
+        } else {
+            format!(
+                "no provider named {name:?} (configured: {})",
+                known.join(", ")
+            )
+        };
+        tokd_protocol::ErrorReply::new(tokd_protocol::ErrorCode::Invalid, message)
+    }
+
+    /// The extra headers of session `name`'s token requests.
+    pub fn session_headers(&self, name: &str) -> BTreeMap<String, String> {
+        self.sessions
+            .get(name)
+            .map(|s| s.headers.clone())
+            .unwrap_or_default()
+    }
+}
+
 /// What the command line can override.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -535,11 +571,7 @@ pub const RESERVED_PARAMS: [&str; 12] = [
 ];
 
 fn validate_provider(name: &str, p: &ProviderConfig) -> Result<(), String> {
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-    {
+    if !tokd_protocol::name::is_valid_name(name, usize::MAX) {
         return Err(format!(
             "provider name {name:?}: only letters, digits, '.', '_' and '-' are allowed"
         ));

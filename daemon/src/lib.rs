@@ -8,27 +8,36 @@
 //!   one task per connection (peer check, hello, frames).
 //! - [`handlers`]: one module per verb; `handlers::dispatch` is the single exhaustive match.
 //! - [`sessions`]: where session state lives — every session by name, its record, its
-//!   runtime state, generations; token-response import.
-//! - [`engine`]: the refresh engine — deadline scheduler, single-flight refresh tasks,
-//!   commits guarded by generation, backoff, terminal states.
+//!   refresh state (one enum), generations; token-response import; the audit trail.
+//! - [`engine`]: the refresh engine — the lifecycle entry points, single-flight refresh
+//!   tasks, the outcome policy (a pure function), planning and the scheduler loop.
 //! - [`providers`]: how tokens are obtained; where HTTP happens.
 //! - [`login`]: device flow and browser flow (PKCE, loopback redirect), run by the daemon.
 //! - [`store`]: the only code that touches sled or key bytes — sealed records, key sources,
 //!   quarantine of records that fail to open.
-//! - [`config`]: embedded defaults, the optional TOML file, flags.
-//! - [`state`]: the shared handle handlers receive.
-//! - [`systemd`]: socket activation, `READY=1`/`STATUS=`/`WATCHDOG=1`/`STOPPING=1`.
+//! - [`config`]: embedded defaults, the optional TOML file, flags; [`config_cell`]: the
+//!   settings in force, one snapshot per piece of work.
+//! - [`state`]: the composition root handlers and the server receive.
+//! - [`reply`]: what a handler answers (one frame or a stream).
+//! - [`sinks`]: token files, kept in step by a task of their own.
+//! - [`systemd`]: socket activation, `READY=1`/`STATUS=`/`WATCHDOG=1`/`STOPPING=1`;
+//!   [`liveness`]: the probes the watchdog pings on.
+//! - [`fsutil`]: the atomic file write.
 //!
 //! [`run`] is the one entry point shared by `main` and the tests: it takes a listener and a
 //! shutdown token.
 
 pub mod clock;
 pub mod config;
+pub mod config_cell;
 pub mod engine;
 pub mod error;
+pub mod fsutil;
 pub mod handlers;
+pub mod liveness;
 pub mod login;
 pub mod providers;
+pub mod reply;
 pub mod server;
 pub mod sessions;
 pub mod sinks;
@@ -104,7 +113,7 @@ pub fn reload(state: &Arc<DaemonState>, overrides: &config::Overrides) -> Result
         state.reload_rejected(e.to_string());
     }
     if notifying {
-        systemd::notify_ready(&systemd::summary(state));
+        systemd::notify_ready(&systemd::summary(state.sessions(), state.settings_cell()));
     }
     applied
 }
@@ -116,8 +125,9 @@ fn apply_config(
 ) -> Result<(), DaemonError> {
     let mut new = Config::load(overrides)?;
     let providers = providers::Providers::from_config(&new)?;
-    let old = state.config();
-    log_restart_only_changes(&old, &new);
+    let snapshot = state.settings();
+    let old = &snapshot.config;
+    log_restart_only_changes(old, &new);
     // What only a restart can change stays as it runs, so nothing reads a value that
     // disagrees with the bound socket, the open store or the sized semaphores.
     new.socket = old.socket.clone();
@@ -127,13 +137,12 @@ fn apply_config(
     new.limits.max_connections = old.limits.max_connections;
     new.max_concurrent_refreshes = old.max_concurrent_refreshes;
     new.log = old.log.clone();
+    let count = new.providers.len();
     state.replace_config(new, providers);
-    engine::on_reload(state);
-    state.token_files.reconfigured();
-    tracing::info!(
-        providers = state.config().providers.len(),
-        "config reloaded"
-    );
+    state.engine().on_reload();
+    // The token files follow the new config (their task waits for this).
+    state.reloaded().notify_one();
+    tracing::info!(providers = count, "config reloaded");
     Ok(())
 }
 
@@ -186,8 +195,8 @@ pub async fn run(
     listener: UnixListener,
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
-    let (live, accept_probe, scheduler_probe) = systemd::liveness();
-    engine::start(&state, Some(scheduler_probe));
+    let (live, accept_probe, scheduler_probe) = liveness::liveness();
+    state.engine().start(Some(scheduler_probe));
     let tracker = TaskTracker::new();
     let accepting = tokio::spawn(server::accept_loop(
         listener,
@@ -196,18 +205,27 @@ pub async fn run(
         tracker.clone(),
         Some(accept_probe),
     ));
+    let summary = || systemd::summary(state.sessions(), state.settings_cell());
     // The store is open and the socket listens (connections queue until accepted).
     if systemd::notifying() {
         // The summary walks every session; only systemd reads it.
-        systemd::notify_ready(&systemd::summary(&state));
+        systemd::notify_ready(&summary());
     }
     let helpers = CancellationToken::new();
-    let token_files = tokio::spawn(sinks::run(state.clone(), helpers.clone()));
+    let token_files = sinks::TokenFiles::spawn(
+        state.sessions().clone(),
+        state.settings_cell().clone(),
+        state.reloaded().clone(),
+    );
     if let Some(interval) = sd_notify::watchdog_enabled() {
-        tokio::spawn(systemd::watchdog(live, interval, helpers.clone()));
+        tokio::spawn(liveness::watchdog(live, interval, helpers.clone()));
     }
     if systemd::notifying() {
-        tokio::spawn(systemd::status_updates(state.clone(), helpers.clone()));
+        tokio::spawn(systemd::status_updates(
+            state.sessions().clone(),
+            state.settings_cell().clone(),
+            helpers.clone(),
+        ));
     }
     let crashed = accepting.await.err();
     if let Some(e) = &crashed {
@@ -217,8 +235,7 @@ pub async fn run(
     helpers.cancel();
     systemd::notify_stopping();
     tracing::info!("shutting down: no new connections");
-    engine::shutdown(&state).await;
-    let _ = token_files.await;
+    state.engine().shutdown().await;
     tracker.close();
     if tokio::time::timeout(CONNECTION_GRACE, tracker.wait())
         .await
@@ -228,8 +245,8 @@ pub async fn run(
     }
     // Last: refreshes that finished during the shutdown, and `rm`/`logout` requests that
     // were still being answered, reach the token files too.
-    sinks::reconcile_all(&state).await;
-    state.store.flush().await?;
+    token_files.finish().await;
+    state.store().flush().await?;
     tracing::info!("store flushed; bye");
     match crashed {
         Some(e) => Err(DaemonError::Internal(format!("the accept loop ended: {e}"))),

@@ -1,6 +1,8 @@
-//! `DaemonState`: the one shared handle every handler gets.
+//! `DaemonState`: the composition root the request handlers and the server see. It owns the
+//! parts (settings, sessions, engine) and hands each the narrow context it needs; its fields
+//! are private, so every part is reached through what it is for.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokd_protocol::hello::{PROTOCOL_MAJOR, PROTOCOL_MINOR};
@@ -8,6 +10,7 @@ use tokd_protocol::{DaemonInfo, ProviderInfo, ProviderSource, RejectedReload};
 
 use crate::clock::WallClock;
 use crate::config::Config;
+use crate::config_cell::{ConfigCell, Snapshot};
 use crate::engine::Engine;
 use crate::providers::Providers;
 use crate::sessions::Sessions;
@@ -17,28 +20,21 @@ use crate::store::Store;
 /// Everything the daemon shares between connections and background tasks.
 #[derive(Debug)]
 pub struct DaemonState {
-    /// The configuration in force (replaced whole on reload).
-    config: RwLock<Arc<Config>>,
-    /// The providers built from that configuration (replaced with it).
-    providers: RwLock<Arc<Providers>>,
-    /// The refresh engine's queue, tasks and limits.
-    pub engine: Engine,
-    /// The wall clock every expiry decision reads.
-    pub clock: Arc<dyn WallClock>,
+    /// The settings in force (replaced whole on reload).
+    settings: Arc<ConfigCell>,
     /// All sessions.
-    pub sessions: Sessions,
-    /// The encrypted store (shared with `sessions`).
-    pub store: Store,
-    /// The event bus behind `watch` and the audit trail.
-    pub events: Events,
+    sessions: Arc<Sessions>,
+    /// The refresh engine; the one place sessions are added and removed.
+    engine: Engine,
     /// This process's uid: the only one served (plus root when configured).
-    pub own_uid: u32,
-    /// The token files the daemon keeps in step with their sessions.
-    pub token_files: crate::sinks::TokenFiles,
+    own_uid: u32,
     /// When the daemon started, for `uptime`.
     started: Instant,
     /// The last config reload that was rejected, shown in `status`.
-    last_rejected_reload: std::sync::Mutex<Option<RejectedReload>>,
+    last_rejected_reload: Mutex<Option<RejectedReload>>,
+    /// Poked after each config reload that was taken, for the parts that follow the config
+    /// on their own (the token files).
+    reloaded: Arc<tokio::sync::Notify>,
 }
 
 impl DaemonState {
@@ -51,48 +47,73 @@ impl DaemonState {
         own_uid: u32,
         clock: Arc<dyn WallClock>,
     ) -> Self {
-        let events = Events::new();
+        let settings = Arc::new(ConfigCell::new(config, providers));
+        let sessions = Arc::new(Sessions::new(store, loaded, Events::new(), clock));
         DaemonState {
-            sessions: Sessions::new(store.clone(), loaded, events.clone(), clock.clone()),
-            engine: Engine::new(config.max_concurrent_refreshes, config.clock_check),
-            providers: RwLock::new(Arc::new(providers)),
-            clock,
-            config: RwLock::new(Arc::new(config)),
-            store,
-            events,
+            engine: Engine::new(sessions.clone(), settings.clone()),
+            settings,
+            sessions,
             own_uid,
-            token_files: crate::sinks::TokenFiles::default(),
             started: Instant::now(),
-            last_rejected_reload: std::sync::Mutex::new(None),
+            last_rejected_reload: Mutex::new(None),
+            reloaded: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
-    /// The configuration in force; cheap (an `Arc` clone).
-    pub fn config(&self) -> Arc<Config> {
-        self.config
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    /// The settings in force now (one snapshot: config and providers of one generation).
+    pub fn settings(&self) -> Arc<Snapshot> {
+        self.settings.current()
+    }
+
+    /// The settings cell itself, for the parts that follow reloads (token files, status).
+    pub fn settings_cell(&self) -> &Arc<ConfigCell> {
+        &self.settings
+    }
+
+    /// Every session.
+    pub fn sessions(&self) -> &Arc<Sessions> {
+        &self.sessions
+    }
+
+    /// The refresh engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The event bus behind `watch` and the audit trail.
+    pub fn events(&self) -> &Events {
+        self.sessions.events()
+    }
+
+    /// Poked after each config reload that was taken.
+    pub fn reloaded(&self) -> &Arc<tokio::sync::Notify> {
+        &self.reloaded
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        self.sessions.store()
+    }
+
+    /// This process's uid: the only one served (plus root when allowed, and listed guests).
+    pub fn own_uid(&self) -> u32 {
+        self.own_uid
+    }
+
+    /// The wall clock every expiry decision reads.
+    pub fn clock(&self) -> &Arc<dyn WallClock> {
+        self.sessions.clock()
     }
 
     /// Puts a reloaded configuration and its providers in force.
     pub fn replace_config(&self, config: Config, providers: Providers) {
-        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
-        *self.providers.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(providers);
-    }
-
-    /// The providers in force; cheap (an `Arc` clone).
-    pub fn providers(&self) -> Arc<Providers> {
-        self.providers
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.settings.replace(config, providers);
     }
 
     /// Notes a rejected reload (when, why) for `status`.
     pub fn reload_rejected(&self, error: String) {
         let rejected = RejectedReload {
-            at_ms: self.clock.now_ms(),
+            at_ms: self.clock().now_ms(),
             error,
         };
         *self
@@ -102,7 +123,8 @@ impl DaemonState {
     }
 
     /// The daemon half of `status`.
-    pub fn info(&self, config: &Config) -> DaemonInfo {
+    pub fn info(&self, snapshot: &Snapshot) -> DaemonInfo {
+        let config = &snapshot.config;
         DaemonInfo {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             protocol_major: PROTOCOL_MAJOR,
@@ -110,11 +132,11 @@ impl DaemonState {
             pid: std::process::id(),
             uptime_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             socket: config.socket.path.display().to_string(),
-            state_dir: self.store.state_dir().display().to_string(),
-            key_source: self.store.key_source().to_string(),
+            state_dir: self.store().state_dir().display().to_string(),
+            key_source: self.store().key_source().to_string(),
             config_file: config.config_file.as_ref().map(|p| p.display().to_string()),
             session_count: self.sessions.len() as u64,
-            proxy: self.providers().proxy_description(),
+            proxy: snapshot.providers.proxy_description(),
             last_rejected_reload: self
                 .last_rejected_reload
                 .lock()

@@ -3,15 +3,14 @@
 //! without `NOTIFY_SOCKET`, so the daemon behaves the same when started by hand.
 
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::sync::Arc;
 use std::time::Duration;
 
 use sd_notify::NotifyState;
-use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::config_cell::ConfigCell;
 use crate::server::socket::SocketError;
-use crate::state::DaemonState;
+use crate::sessions::Sessions;
 
 /// The listening socket systemd passed (socket activation), if any. It clears `LISTEN_FDS`,
 /// `LISTEN_PID` and `LISTEN_FDNAMES` so that children do not inherit them.
@@ -103,9 +102,14 @@ pub fn notifying() -> bool {
     std::env::var_os("NOTIFY_SOCKET").is_some()
 }
 
+/// Sends `WATCHDOG=1` (the liveness probes decide when).
+pub fn notify_watchdog() {
+    notify(&[NotifyState::Watchdog]);
+}
+
 /// The one-line summary for `STATUS=`.
-pub fn summary(state: &DaemonState) -> String {
-    let (total, healthy, needs_login) = state.sessions.health_counts(&state.config());
+pub fn summary(sessions: &Sessions, settings: &ConfigCell) -> String {
+    let (total, healthy, needs_login) = sessions.health_counts(&settings.current().config);
     format!(
         "{total} session{}, {healthy} healthy, {needs_login} need{} a login",
         if total == 1 { "" } else { "s" },
@@ -113,66 +117,16 @@ pub fn summary(state: &DaemonState) -> String {
     )
 }
 
-/// A liveness probe answered by a loop that is still turning.
-pub type Probe = oneshot::Sender<()>;
-
-/// The receiving end a loop polls for probes.
-pub type ProbeReceiver = mpsc::Receiver<Probe>;
-
-/// Probes for the two loops the watchdog vouches for.
-#[derive(Debug)]
-pub struct Liveness {
-    /// Probes the accept loop answers.
-    pub accept: mpsc::Sender<Probe>,
-    /// Probes the refresh scheduler answers.
-    pub scheduler: mpsc::Sender<Probe>,
-}
-
-/// Creates the probe channels: the senders for the watchdog, the receivers for the loops.
-pub fn liveness() -> (Liveness, ProbeReceiver, ProbeReceiver) {
-    let (accept, accept_rx) = mpsc::channel(1);
-    let (scheduler, scheduler_rx) = mpsc::channel(1);
-    (Liveness { accept, scheduler }, accept_rx, scheduler_rx)
-}
-
-/// Sends `WATCHDOG=1` at half `WATCHDOG_USEC`, but only after both the accept loop and the
-/// scheduler answered a probe: a ping from a task of its own would prove nothing.
-pub async fn watchdog(live: Liveness, interval: Duration, shutdown: CancellationToken) {
-    let period = interval / 2;
-    let mut ticker = tokio::time::interval(period);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            () = shutdown.cancelled() => return,
-        }
-        let answer_limit = period / 2;
-        let alive = answers(&live.accept, answer_limit).await
-            && answers(&live.scheduler, answer_limit).await;
-        if alive {
-            notify(&[NotifyState::Watchdog]);
-        } else {
-            tracing::error!(
-                "a core loop did not answer its liveness probe; withholding the watchdog ping"
-            );
-        }
-    }
-}
-
-async fn answers(probe: &mpsc::Sender<Probe>, limit: Duration) -> bool {
-    let (tx, rx) = oneshot::channel();
-    if probe.try_send(tx).is_err() {
-        return false;
-    }
-    matches!(tokio::time::timeout(limit, rx).await, Ok(Ok(())))
-}
-
 /// Keeps `STATUS=` current: recomputed after session events (at most once a second, since
 /// a count walks every session) and at least every minute (expiries raise no event), sent
 /// when it changed.
-pub async fn status_updates(state: Arc<DaemonState>, shutdown: CancellationToken) {
-    let mut events = state.events.subscribe();
-    let mut last = summary(&state);
+pub async fn status_updates(
+    sessions: std::sync::Arc<Sessions>,
+    settings: std::sync::Arc<ConfigCell>,
+    shutdown: CancellationToken,
+) {
+    let mut events = sessions.events().subscribe();
+    let mut last = summary(&sessions, &settings);
     loop {
         tokio::select! {
             _ = events.recv() => {
@@ -186,22 +140,10 @@ pub async fn status_updates(state: Arc<DaemonState>, shutdown: CancellationToken
             () = tokio::time::sleep(Duration::from_secs(60)) => {}
             () = shutdown.cancelled() => return,
         }
-        let now = summary(&state);
+        let now = summary(&sessions, &settings);
         if now != last {
             notify(&[NotifyState::Status(&now)]);
             last = now;
         }
     }
-}
-
-/// The next probe from `rx`; never resolves when there is no probe channel (no watchdog) or
-/// it closed, so a `select!` branch on it simply never fires.
-pub async fn next_probe(rx: &mut Option<ProbeReceiver>) -> Probe {
-    if let Some(r) = rx.as_mut()
-        && let Some(probe) = r.recv().await
-    {
-        return probe;
-    }
-    *rx = None;
-    std::future::pending().await
 }

@@ -21,7 +21,7 @@ use futures_util::StreamExt;
 use libfuzzer_sys::fuzz_target;
 use tokd_daemon::DaemonState;
 use tokd_daemon::config::{Config, Overrides};
-use tokd_daemon::handlers::{Origin, Reply, dispatch};
+use tokd_daemon::handlers::{Caller, Reply, dispatch};
 use tokd_daemon::server::access::Peer;
 use tokd_protocol::frame::{DEFAULT_MAX_FRAME, decode_frame, decode_payload};
 use tokd_protocol::verbs::add::AddRequest;
@@ -128,7 +128,7 @@ fn world() -> &'static World {
         let state = runtime.block_on(async {
             let state = tokd_daemon::open(config).expect("daemon state opens");
             // The background refresh scheduler runs, as in the daemon.
-            tokd_daemon::engine::start(&state, None);
+            state.engine().start(None);
             state
         });
         let (socket, peer_end) = UnixStream::pair().expect("socket pair");
@@ -256,7 +256,7 @@ fn cap(request: Request) -> Request {
 }
 
 async fn run(w: &World, peer: &Peer, request: Request, echoes: bool) {
-    let from = Origin {
+    let from = Caller {
         peer,
         socket: w.socket.as_fd(),
     };
@@ -295,7 +295,7 @@ fn check_one(response: &Response, echoes: bool) {
 
 /// Back to one session, `work`, with a fresh token.
 async fn reset(w: &World) {
-    let from = Origin {
+    let from = Caller {
         peer: &w.owner,
         socket: w.socket.as_fd(),
     };

@@ -1,7 +1,19 @@
-//! The session-name rule, shared by every side.
+//! The name rule, shared by every side: session names, provider names and attribute keys
+//! are all `[A-Za-z0-9._-]`, because they become associated data, file names, config keys
+//! and log fields.
 
 /// The longest session name.
 pub const MAX_SESSION_NAME: usize = 64;
+
+/// Whether `c` may appear in a name: an ASCII letter or digit, `.`, `_` or `-`.
+pub fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
+}
+
+/// Whether `name` is 1 to `max` bytes of [`is_name_char`] characters.
+pub fn is_valid_name(name: &str, max: usize) -> bool {
+    !name.is_empty() && name.len() <= max && name.chars().all(is_name_char)
+}
 
 /// Checks a session name against `[A-Za-z0-9._-]{1,64}`.
 ///
@@ -19,10 +31,7 @@ pub fn validate_session_name(name: &str) -> Result<(), String> {
             name.len()
         ));
     }
-    if let Some(bad) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
+    if let Some(bad) = name.chars().find(|c| !is_name_char(*c)) {
         return Err(format!(
             "session name {name:?} contains {bad:?}; only letters, digits, '.', '_' and '-' are allowed"
         ));

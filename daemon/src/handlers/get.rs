@@ -1,22 +1,17 @@
 //! `get`: the hot path. Answered from memory when the token has `min_valid` left; otherwise
 //! the engine refreshes (single flight) and the best valid token is answered.
 
-use std::sync::Arc;
-
 use tokd_protocol::Response;
 use tokd_protocol::verbs::get::GetRequest;
 
-use super::Origin;
-use crate::engine;
+use super::Caller;
 use crate::server::access;
 use crate::state::DaemonState;
 
-pub(super) async fn handle(
-    req: GetRequest,
-    state: &Arc<DaemonState>,
-    from: Origin<'_>,
-) -> Response {
-    if let Err(refusal) = access::check_get(&state.config(), from.peer, from.socket, &req.name) {
+pub(super) async fn handle(req: GetRequest, state: &DaemonState, from: Caller<'_>) -> Response {
+    if let Err(refusal) =
+        access::check_get(&state.settings().config, from.peer, from.socket, &req.name)
+    {
         tracing::warn!(
             target: "tokd::audit",
             event = "peer_rejected",
@@ -28,7 +23,7 @@ pub(super) async fn handle(
         );
         return Response::Error(refusal);
     }
-    match engine::get(state, &req).await {
+    match state.engine().get(&req).await {
         Ok(token) => Response::Token2(token),
         Err(e) => Response::Error(e.into()),
     }

@@ -6,8 +6,7 @@ use tokd_protocol::verbs::list::{ListReply, ListRequest};
 use crate::state::DaemonState;
 
 pub(super) fn handle(_req: ListRequest, state: &DaemonState) -> Response {
-    let config = state.config();
     Response::List(ListReply {
-        sessions: state.sessions.list(&config),
+        sessions: state.sessions().list(&state.settings().config),
     })
 }

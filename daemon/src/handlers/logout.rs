@@ -6,18 +6,15 @@
 //! removed: a session that replaced it meanwhile (`login`, `add --replace`) holds another
 //! grant and survives.
 
-use std::sync::Arc;
-
 use tokd_protocol::verbs::logout::{LogoutReply, LogoutRequest};
 use tokd_protocol::{ErrorReply, Response, Secret};
 
 use crate::config::ProviderKind;
-use crate::engine;
 use crate::providers::oauth2;
-use crate::sessions::{Removal, Session, SessionError, Slot};
+use crate::sessions::{Contents, Removal, Session, SessionError, audit};
 use crate::state::DaemonState;
 
-pub(super) async fn handle(req: LogoutRequest, state: &Arc<DaemonState>) -> Response {
+pub(super) async fn handle(req: LogoutRequest, state: &DaemonState) -> Response {
     match logout(&req.name, state).await {
         Ok(reply) => Response::LoggedOut2(reply),
         Err(e) => Response::Error(e),
@@ -35,22 +32,22 @@ struct Revocable {
 
 fn revocable(session: &Session) -> Revocable {
     match &*session.lock() {
-        Slot::Live { record, .. } => Revocable {
-            provider: record.provider.clone(),
+        Contents::Live(live) => Revocable {
+            provider: live.record.provider.clone(),
             token: Some(
-                record
+                live.record
                     .refresh_token
                     .clone()
-                    .unwrap_or_else(|| record.access_token.clone()),
+                    .unwrap_or_else(|| live.record.access_token.clone()),
             ),
-            hint: if record.refresh_token.is_some() {
+            hint: if live.record.refresh_token.is_some() {
                 "refresh_token"
             } else {
                 "access_token"
             },
-            bound_origin: record.refresh_origin.clone(),
+            bound_origin: live.record.refresh_origin.clone(),
         },
-        Slot::Corrupt { .. } => Revocable {
+        Contents::Corrupt { .. } => Revocable {
             provider: String::new(),
             token: None,
             hint: "",
@@ -59,55 +56,50 @@ fn revocable(session: &Session) -> Revocable {
     }
 }
 
-async fn logout(name: &str, state: &Arc<DaemonState>) -> Result<LogoutReply, ErrorReply> {
+async fn logout(name: &str, state: &DaemonState) -> Result<LogoutReply, ErrorReply> {
     let session = state
-        .sessions
+        .sessions()
         .find(name)
         .ok_or_else(|| ErrorReply::from(SessionError::NotFound(name.to_owned())))?;
     // Waits for a refresh in flight (its rotated token is the one to revoke) and keeps new
     // ones from starting until the revocation is answered.
-    let hold = engine::hold_refreshes(state, &session).await;
+    let hold = state.engine().hold_refreshes(&session).await;
     let what = revocable(&session);
-    let provider = state
-        .providers()
+    let snapshot = state.settings();
+    let provider = snapshot
+        .providers
         .get(&what.provider)
         .filter(|p| p.config.kind == ProviderKind::Oauth2);
     let revoked = match (provider, &what.token) {
-        (Some(provider), Some(token)) => {
-            let client = state.providers().client.clone();
-            oauth2::revoke(
-                &provider,
-                &client,
-                token,
-                what.hint,
-                what.bound_origin.as_deref(),
-            )
-            .await
-            .map_err(|e| {
-                ErrorReply::new(
-                    e.code(),
-                    format!(
-                        "revocation failed, so the session is kept: {e} (`tokd rm {name}` \
+        (Some(provider), Some(token)) => oauth2::revoke(
+            &provider,
+            &snapshot.providers.client,
+            token,
+            what.hint,
+            what.bound_origin.as_deref(),
+        )
+        .await
+        .map_err(|e| {
+            ErrorReply::new(
+                e.code(),
+                format!(
+                    "revocation failed, so the session is kept: {e} (`tokd rm {name}` \
                          removes it without revoking)"
-                    ),
-                )
-            })?
-        }
+                ),
+            )
+        })?,
         _ => false,
     };
-    let removal = state.sessions.remove(name, Some(session.generation)).await;
+    let removal = state.engine().remove(name, Some(session.generation)).await;
     drop(hold);
     let newer_kept = match removal {
-        Ok(Removal::Removed) => {
-            engine::on_removed(state, name);
-            false
-        }
+        Ok(Removal::Removed) => false,
         Ok(Removal::NewerKept) => true,
         // Removed meanwhile (`tokd rm`): what was revoked is gone either way.
         Err(SessionError::NotFound(_)) => false,
         Err(e) => return Err(e.into()),
     };
-    tracing::info!(target: "tokd::audit", event = "logged_out", session = %name, revoked, newer_kept, "session logged out");
+    audit::logged_out(name, revoked, newer_kept);
     Ok(LogoutReply {
         name: name.to_owned(),
         revoked,

@@ -12,34 +12,18 @@ mod remove;
 mod status;
 mod watch;
 
-use std::pin::Pin;
-use std::sync::Arc;
-
-use futures_util::Stream;
 use std::os::fd::BorrowedFd;
+use std::sync::Arc;
 
 use tokd_protocol::{ErrorCode, ErrorReply, Request, Response};
 
+pub use crate::reply::{Reply, ResponseStream};
 use crate::server::access::Peer;
 use crate::state::DaemonState;
 
-/// A streamed answer (`watch`, `login`): frames until the stream ends.
-pub type ResponseStream = Pin<Box<dyn Stream<Item = Response> + Send>>;
-
-/// What a handler answers: one frame, or a stream of them.
-// `One` carries the hot path's answer by value: boxing it would cost an allocation per
-// request to save a move.
-#[allow(clippy::large_enum_variant)]
-pub enum Reply {
-    /// A single answer frame.
-    One(Response),
-    /// A stream of answer frames; the connection ends with it.
-    Stream(ResponseStream),
-}
-
 /// Who sent a request: the peer and the socket it came on (for its pidfd).
 #[derive(Debug, Clone, Copy)]
-pub struct Origin<'a> {
+pub struct Caller<'a> {
     /// The peer as checked at accept.
     pub peer: &'a Peer,
     /// The connection's socket.
@@ -47,7 +31,7 @@ pub struct Origin<'a> {
 }
 
 /// Routes a request to its handler.
-pub async fn dispatch(request: Request, state: &Arc<DaemonState>, from: Origin<'_>) -> Reply {
+pub async fn dispatch(request: Request, state: &Arc<DaemonState>, from: Caller<'_>) -> Reply {
     let verb = request.verb();
     if !from.peer.owner
         && !matches!(

@@ -6,11 +6,8 @@ use tokd_protocol::verbs::remove::{RemoveReply, RemoveRequest};
 use crate::state::DaemonState;
 
 pub(super) async fn handle(req: RemoveRequest, state: &DaemonState) -> Response {
-    match state.sessions.remove(&req.name, None).await {
-        Ok(_) => {
-            crate::engine::on_removed(state, &req.name);
-            Response::Removed(RemoveReply { name: req.name })
-        }
+    match state.engine().remove(&req.name, None).await {
+        Ok(_) => Response::Removed(RemoveReply { name: req.name }),
         Err(e) => Response::Error(e.into()),
     }
 }

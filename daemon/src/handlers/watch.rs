@@ -12,7 +12,7 @@ use crate::state::DaemonState;
 
 pub(super) fn handle(_req: WatchRequest, state: &DaemonState) -> Reply {
     // Subscribe before answering `Watching`, so no event after the answer is missed.
-    let rx = state.events.subscribe();
+    let rx = state.events().subscribe();
     let first = stream::iter([Response::Watching(WatchReply {})]);
     let events = stream::unfold(rx, |mut rx| async move {
         match rx.recv().await {

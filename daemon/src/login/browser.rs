@@ -13,11 +13,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use url::Url;
 
-use super::{LOGIN_TIMEOUT, Prompts, prompt, provider_failed, required_endpoint, unless_cancelled};
+use super::{
+    LOGIN_TIMEOUT, Login, Prompts, prompt, provider_failed, required_endpoint, unless_cancelled,
+};
 use crate::providers::oauth2;
 use crate::providers::{Provider, TokenGrant, http};
 use crate::sessions::import::TokenSet;
-use crate::state::DaemonState;
 
 /// The most a browser's request to the loopback listener may be.
 const MAX_REQUEST: usize = 16 * 1024;
@@ -29,12 +30,12 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// # Errors
 /// The provider refused, the user denied, the state did not match, or the time ran out.
 pub async fn run(
-    state: &Arc<DaemonState>,
+    ctx: &Login,
     provider: &Arc<Provider>,
     open_browser: bool,
     prompts: &Prompts,
 ) -> Result<(TokenSet, String), ErrorReply> {
-    let (client, endpoints, token_url) = super::resolve(state, provider).await?;
+    let (client, endpoints, token_url) = super::resolve(ctx, provider).await?;
     let authorize = required_endpoint(provider, endpoints.authorization, "authorization_endpoint")?;
 
     let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(|e| {
@@ -105,7 +106,7 @@ pub async fn run(
     // From here on the code is spent at the provider: the exchange is seen through.
     let code = unless_cancelled(prompts, waiting).await?;
     drop(listener);
-    let sent_at = state.clock.now_ms();
+    let sent_at = ctx.now();
     let tokens = oauth2::token_request(
         provider,
         &client,

@@ -8,11 +8,12 @@ use serde::Deserialize;
 use tokd_protocol::verbs::login::LoginPrompt;
 use tokd_protocol::{ErrorCode, ErrorReply, Response, Secret};
 
-use super::{LOGIN_TIMEOUT, Prompts, prompt, provider_failed, required_endpoint, unless_cancelled};
+use super::{
+    LOGIN_TIMEOUT, Login, Prompts, prompt, provider_failed, required_endpoint, unless_cancelled,
+};
 use crate::providers::oauth2::{self, error_code, interpret, push_scope_and_extras, secrets_of};
 use crate::providers::{Provider, TokenGrant, http};
 use crate::sessions::import::TokenSet;
-use crate::state::DaemonState;
 
 /// RFC 8628 §3.5: without an `interval`, clients poll every 5 s.
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
@@ -37,11 +38,11 @@ struct DeviceAuthorization {
 /// # Errors
 /// The provider refused, the user denied, or the code expired.
 pub async fn run(
-    state: &Arc<DaemonState>,
+    ctx: &Login,
     provider: &Arc<Provider>,
     prompts: &Prompts,
 ) -> Result<(TokenSet, String), ErrorReply> {
-    let (client, endpoints, token_url) = super::resolve(state, provider).await?;
+    let (client, endpoints, token_url) = super::resolve(ctx, provider).await?;
     let device_url = required_endpoint(
         provider,
         endpoints.device_authorization,
@@ -112,7 +113,7 @@ pub async fn run(
                 "the code expired before it was approved; run `tokd login` again",
             ));
         }
-        let sent_at = state.clock.now_ms();
+        let sent_at = ctx.now();
         let answer = match oauth2::send_token_form(
             provider,
             &client,

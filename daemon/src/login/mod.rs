@@ -11,17 +11,16 @@ use std::time::Duration;
 
 use futures_util::stream;
 use tokd_protocol::verbs::login::{LoginMethod, LoginReply, LoginRequest};
-use tokd_protocol::verbs::watch::WatchEventKind;
 use tokd_protocol::{ErrorCode, ErrorReply, Response};
 use tokio::sync::mpsc;
 
 use crate::config::ProviderKind;
-use crate::engine;
-use crate::handlers::ResponseStream;
+use crate::config_cell::Snapshot;
+use crate::engine::Engine;
 use crate::providers::{Provider, ProviderError};
+use crate::reply::ResponseStream;
 use crate::sessions::import::TokenSet;
-use crate::sessions::{NewSession, Slot};
-use crate::state::DaemonState;
+use crate::sessions::{NewSession, Session, audit, status_of};
 
 /// The longest a login waits for the user.
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(15 * 60);
@@ -29,9 +28,30 @@ pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// Where a flow sends its prompts; closed when the client went away.
 pub type Prompts = mpsc::Sender<Response>;
 
+/// What a login works with: the engine (to store the session) and one settings snapshot,
+/// taken when the login starts, for all of it.
+#[derive(Debug, Clone)]
+pub struct Login {
+    /// The engine; a login stores its session through [`Engine::add`].
+    pub engine: Engine,
+    /// The settings the login runs with.
+    pub snapshot: Arc<Snapshot>,
+}
+
+impl Login {
+    fn now(&self) -> tokd_protocol::EpochMs {
+        self.engine.sessions().now()
+    }
+
+    fn existing(&self, name: &str) -> Option<Arc<Session>> {
+        self.engine.sessions().find(name)
+    }
+}
+
 /// Starts a login and returns its answer stream.
-pub fn start(state: Arc<DaemonState>, req: LoginRequest) -> ResponseStream {
+pub fn start(ctx: Login, req: LoginRequest) -> ResponseStream {
     let (tx, rx) = mpsc::channel(4);
+    let state = ctx;
     tokio::spawn(async move {
         // Only the waits for the user race the client (see `unless_cancelled`): once a
         // token request is sent, its answer is awaited and stored even if the client has
@@ -74,7 +94,7 @@ pub(super) async fn unless_cancelled<T>(
 }
 
 async fn obtain(
-    state: &Arc<DaemonState>,
+    state: &Login,
     req: &LoginRequest,
     prompts: &Prompts,
 ) -> Result<(Arc<Provider>, TokenSet, String), ErrorReply> {
@@ -101,15 +121,11 @@ async fn obtain(
 }
 
 /// The provider a login uses: the one named, else the existing session's.
-fn provider_for(state: &DaemonState, req: &LoginRequest) -> Result<Arc<Provider>, ErrorReply> {
+fn provider_for(state: &Login, req: &LoginRequest) -> Result<Arc<Provider>, ErrorReply> {
     let existing = || {
         state
-            .sessions
-            .find(&req.name)
-            .and_then(|s| match &*s.lock() {
-                Slot::Live { record, .. } => Some(record.provider.clone()),
-                Slot::Corrupt { .. } => None,
-            })
+            .existing(&req.name)
+            .and_then(|s| s.with_live(|live| live.record.provider.clone()))
     };
     let Some(name) = req.provider.clone().or_else(existing) else {
         return Err(ErrorReply::new(
@@ -121,18 +137,17 @@ fn provider_for(state: &DaemonState, req: &LoginRequest) -> Result<Arc<Provider>
             ),
         ));
     };
-    state.providers().get(&name).ok_or_else(|| {
-        ErrorReply::new(
-            ErrorCode::Invalid,
-            format!("no provider named {name:?} in the config"),
-        )
-    })
+    state
+        .snapshot
+        .providers
+        .get(&name)
+        .ok_or_else(|| state.snapshot.config.unknown_provider(&name))
 }
 
 /// Stores the logged-in session: a new generation of the name, keeping the attributes of
 /// the session it replaces unless the login gave some.
 async fn store(
-    state: &Arc<DaemonState>,
+    state: &Login,
     req: &LoginRequest,
     provider: &str,
     tokens: TokenSet,
@@ -140,51 +155,33 @@ async fn store(
 ) -> Result<LoginReply, ErrorReply> {
     let attrs = if req.attrs.is_empty() {
         state
-            .sessions
-            .find(&req.name)
-            .and_then(|s| match &*s.lock() {
-                Slot::Live { record, .. } => Some(record.attrs.clone()),
-                Slot::Corrupt { .. } => None,
-            })
+            .existing(&req.name)
+            .and_then(|s| s.with_live(|live| live.record.attrs.clone()))
             .unwrap_or_default()
     } else {
         req.attrs.clone()
     };
-    let config = state.config();
-    let (session, reply) = state
-        .sessions
-        .add(
-            NewSession {
-                name: req.name.clone(),
-                provider: provider.to_owned(),
-                attrs,
-                replace: true,
-                tokens,
-                origin: Some(origin),
-            },
-            &config,
-        )
+    let (session, _) = state
+        .engine
+        .add(NewSession {
+            name: req.name.clone(),
+            provider: provider.to_owned(),
+            attrs,
+            replace: true,
+            tokens,
+            origin: Some(origin),
+        })
         .await
         .map_err(ErrorReply::from)?;
-    engine::on_added(state, &session);
-    tracing::info!(target: "tokd::audit", event = "logged_in", session = %req.name, provider = %provider, "login completed");
-    state
-        .sessions
-        .events()
-        .emit(&req.name, WatchEventKind::LoggedIn);
+    audit::logged_in(state.engine.sessions().events(), &req.name, provider);
     Ok(LoginReply {
-        session: reply.session,
+        session: status_of(&session, &state.snapshot.config, state.now()),
     })
 }
 
 /// A provider failure during a login, as the client sees it.
 fn provider_failed(what: &str, e: ProviderError) -> ErrorReply {
-    let code = match e {
-        ProviderError::Retryable { .. } => ErrorCode::RefreshFailed,
-        ProviderError::NeedsConfig(_) => ErrorCode::NeedsConfig,
-        ProviderError::NeedsLogin(_) => ErrorCode::NeedsLogin,
-    };
-    ErrorReply::new(code, format!("{what}: {e}"))
+    ErrorReply::new(e.code(), format!("{what}: {e}"))
 }
 
 /// Sends a prompt; `false` when the client is gone.
@@ -195,10 +192,10 @@ async fn prompt(prompts: &Prompts, response: Response) -> bool {
 /// What both flows need first: the HTTP client, the provider's endpoints (discovered if
 /// need be) and its token endpoint.
 async fn resolve(
-    state: &DaemonState,
+    state: &Login,
     provider: &Provider,
 ) -> Result<(reqwest::Client, crate::providers::Endpoints, url::Url), ErrorReply> {
-    let client = state.providers().client.clone();
+    let client = state.snapshot.providers.client.clone();
     let endpoints = provider
         .endpoints(&client)
         .await

@@ -32,24 +32,25 @@ pub async fn serve(
     shutdown: CancellationToken,
     slot: Slot,
 ) {
-    let config = state.config();
+    let snapshot = state.settings();
+    let config = &snapshot.config;
     let limits = config.limits.clone();
-    let verdict = peer::check(&stream, state.own_uid, config.allow_root, |uid| {
-        access::is_listed_uid(&config, uid)
+    let verdict = peer::check(&stream, state.own_uid(), config.allow_root, |uid| {
+        access::is_listed_uid(config, uid)
     });
     let mut conn = Framed::new(
         stream,
         FrameCodec::new(limits.max_frame, MAX_RESPONSE_FRAME),
     );
     let peer = match verdict {
-        PeerCheck::Allowed { uid, pid, owner } => Peer::new(uid, pid, owner, &config),
+        PeerCheck::Allowed { uid, pid, owner } => Peer::new(uid, pid, owner, config),
         PeerCheck::Rejected { uid, message } => {
             tracing::warn!(peer_uid = ?uid, "rejected a connection from another user");
             refuse(&mut conn, ErrorCode::PeerRejected, message).await;
             return;
         }
     };
-    drop(config);
+    drop(snapshot);
     let pid = peer.pid;
 
     // The hello must arrive within the handshake timeout.
@@ -165,7 +166,7 @@ pub async fn serve(
                 continue;
             }
         };
-        let from = handlers::Origin {
+        let from = handlers::Caller {
             peer: &peer,
             socket: conn.get_ref().as_fd(),
         };
@@ -198,7 +199,7 @@ async fn stream_out(
     loop {
         tokio::select! {
             () = shutdown.cancelled() => {
-                let reply = ErrorReply::new(ErrorCode::ShuttingDown, "the daemon is shutting down");
+                let reply = crate::engine::policy::shutting_down();
                 let _ = timeout(REFUSAL_WRITE_TIMEOUT, send(conn, &Response::Error(reply))).await;
                 return;
             }

@@ -27,15 +27,15 @@ pub async fn accept_loop(
     state: Arc<DaemonState>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
-    mut probe: Option<crate::systemd::ProbeReceiver>,
+    mut probe: Option<crate::liveness::ProbeReceiver>,
 ) {
-    let limits = state.config().limits.clone();
+    let limits = state.settings().config.limits.clone();
     let registry = Registry::new(limits.max_connections);
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,
             r = listener.accept() => r,
-            alive = crate::systemd::next_probe(&mut probe) => {
+            alive = crate::liveness::next_probe(&mut probe) => {
                 let _ = alive.send(());
                 continue;
             }

@@ -1,34 +1,40 @@
-//! Where session state lives: every session by name, its record and its runtime state.
+//! Where session state lives: every session by name, its record and its refresh state.
 //!
 //! A [`Session`] is one stored grant. Replacing a session (add `--replace`, login) creates a
 //! new `Session` with a new generation; work started against an old generation (a refresh)
-//! must check [`Sessions::is_current`] before committing, so `rm` during a refresh does not
-//! bring the session back.
+//! commits through [`Sessions::commit`], which refuses a stale one, so `rm` during a refresh
+//! does not bring the session back.
 //!
 //! Reads (the `get` hot path) take a read lock on the map and a short mutex on one session;
 //! changes to the set of sessions are serialised by one async lock held across the store
-//! write, so two `add`s of one name cannot interleave.
+//! write, so two `add`s of one name cannot interleave. Only the engine changes the set of
+//! sessions (`engine::Engine::add` / `remove`), so its deadline index and this map cannot
+//! drift apart.
+//!
+//! Lock order: `admin` → a session's `commit` → the store's writer; a session's slot mutex
+//! is only ever held for moments, never across an await.
 
 pub mod events;
 pub mod import;
 pub mod jwt;
+pub mod state;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
+use sha2::{Digest, Sha256};
 use thiserror::Error;
-use tokd_protocol::verbs::add::AddReply;
 use tokd_protocol::verbs::get::TokenReply;
 use tokd_protocol::verbs::list::ListEntry;
-use tokd_protocol::verbs::watch::WatchEventKind;
-use tokd_protocol::{EpochMs, ErrorCode, ErrorReply, SessionState, SessionStatus};
+use tokd_protocol::{EpochMs, ErrorCode, ErrorReply, Secret, SessionState, SessionStatus};
 
 use crate::clock::WallClock;
 use crate::config::{Config, Grant};
-use crate::store::{Loaded, SessionRecord, Store, StoreError, Terminal};
+use crate::store::{Loaded, SessionRecord, Store, StoreError};
 use events::Events;
 use import::TokenSet;
+pub use state::{Flight, Prior, RefreshResult, RefreshState, Trouble};
 
 /// Most attributes one session may carry, and the longest key or value.
 const MAX_ATTRS: usize = 32;
@@ -129,50 +135,127 @@ impl From<SessionError> for ErrorReply {
     }
 }
 
-/// How a refresh ended, as seen by the requests waiting for it.
-pub type RefreshResult = Result<(), ErrorReply>;
-
-/// Runtime state of a live session that is not persisted.
-#[derive(Debug, Default)]
-pub struct Runtime {
-    /// The refresh task of this session, if any: waiters clone the receiver (single flight).
-    pub inflight: Option<tokio::sync::watch::Receiver<Option<RefreshResult>>>,
-    /// The task's request has been sent and not yet answered (`refreshing` in status; a task
-    /// still waiting out the minimum interval or a concurrency permit is not).
-    pub sending: bool,
-    /// When the last attempt was sent (monotonic), for the minimum interval.
-    pub last_attempt: Option<tokio::time::Instant>,
-    /// A refresh was sent and never answered (in-flight mark found at start, or a request
-    /// without an answer): the provider may have rotated the refresh token already.
-    pub interrupted: bool,
+/// A session whose record opened: the record, where its refresh stands, and the clock of
+/// its current token.
+#[derive(Debug)]
+pub struct Live {
+    /// The stored record. Its two state fields (`terminal`, `in_flight_since_ms`) are
+    /// always `None` in memory: the truth is [`Live::refresh`], and [`Live::persisted`]
+    /// writes it back for the store.
+    pub record: SessionRecord,
+    /// Where its refresh stands.
+    pub refresh: RefreshState,
     /// The jitter chosen for the current token's refresh time (ms).
     pub jitter_ms: i64,
-    /// The expiry of the current token has been reported (log line and event).
-    pub expired_reported: bool,
-    /// A logout is revoking the session's grant: no refresh may start until it is done.
-    pub revoking: bool,
-    /// The last attempts failed retryably.
-    pub backoff: bool,
-    /// Failed attempts since the last success.
-    pub consecutive_failures: u32,
-    /// The last failure, never a secret.
-    pub last_error: Option<String>,
-    /// The next planned refresh.
-    pub next_refresh_at_ms: Option<EpochMs>,
-    /// When to retry after a failure (overrides the normal due time).
-    pub retry_at_ms: Option<EpochMs>,
+    /// The current token's expiry has been reported (log line and event).
+    pub expiry_reported: bool,
+    /// When the last attempt was sent (monotonic), for the minimum interval.
+    pub last_attempt: Option<tokio::time::Instant>,
+}
+
+impl Live {
+    /// A loaded or newly stored record, its state taken out of it.
+    pub fn new(mut record: SessionRecord, now: EpochMs) -> Live {
+        let refresh = RefreshState::load(
+            record.terminal.take(),
+            record.in_flight_since_ms.take(),
+            now,
+        );
+        let jitter_ms = random_jitter(&record);
+        Live {
+            record,
+            refresh,
+            jitter_ms,
+            expiry_reported: false,
+            last_attempt: None,
+        }
+    }
+
+    /// The record as the store keeps it, with the state's verdict and crash mark.
+    pub fn persisted(&self) -> SessionRecord {
+        self.persisted_as(&self.refresh)
+    }
+
+    /// The record as the store keeps it once the state is `refresh`.
+    pub fn persisted_as(&self, refresh: &RefreshState) -> SessionRecord {
+        let mut record = self.record.clone();
+        record.terminal = refresh.terminal();
+        record.in_flight_since_ms = refresh.mark();
+        record
+    }
+
+    /// Whether the session can be refreshed at all with a provider of `grant` (`None`: no
+    /// such provider): not terminal, and a refresh token held or client credentials.
+    pub fn can_refresh(&self, grant: Option<Grant>) -> bool {
+        self.refresh.terminal().is_none()
+            && match grant {
+                Some(Grant::ClientCredentials) => true,
+                Some(Grant::RefreshToken) => self.record.refresh_token.is_some(),
+                None => false,
+            }
+    }
+
+    /// The state as `tokd status` names it, with its reason: the refresh state, or what the
+    /// record and the config say where that decides (no provider, nothing to refresh with).
+    pub fn standing(&self, grant: Option<Grant>, now: EpochMs) -> (SessionState, Option<String>) {
+        if self.refresh.terminal().is_some() {
+            return self.refresh.public();
+        }
+        let record = &self.record;
+        let Some(grant) = grant else {
+            return (
+                SessionState::NeedsConfig,
+                Some(format!(
+                    "provider {:?} is not configured; add it to the config and reload",
+                    record.provider
+                )),
+            );
+        };
+        let expired = record.expires_at_ms <= now;
+        if expired && !self.can_refresh(Some(grant)) {
+            return (
+                SessionState::NeedsLogin,
+                Some("the token expired and there is no refresh token; log in again".into()),
+            );
+        }
+        if expired
+            && grant != Grant::ClientCredentials
+            && record.refresh_expires_at_ms.is_some_and(|t| t <= now)
+        {
+            return (
+                SessionState::NeedsLogin,
+                Some("the refresh token expired; log in again".into()),
+            );
+        }
+        self.refresh.public()
+    }
+}
+
+/// A token's lifetime: from when it was obtained to when it expires (never negative).
+pub fn lifetime_ms(record: &SessionRecord) -> i64 {
+    let obtained = record.last_refresh_at_ms.unwrap_or(record.created_at_ms);
+    record.expires_at_ms.saturating_sub(obtained).max(0)
+}
+
+/// The largest jitter for a token of this lifetime: `min(lifetime / 10, 30 s)`.
+pub fn max_jitter_ms(lifetime: i64) -> i64 {
+    (lifetime / 10).clamp(0, 30_000)
+}
+
+/// A random jitter for the refresh time of `record`'s token, in `[0, max_jitter]`.
+pub fn random_jitter(record: &SessionRecord) -> i64 {
+    let max = max_jitter_ms(lifetime_ms(record));
+    if max <= 0 {
+        return 0;
+    }
+    (rand::random::<f64>() * max as f64) as i64
 }
 
 /// What one session holds.
 #[derive(Debug)]
-pub enum Slot {
-    /// A record that opened.
-    Live {
-        /// The decrypted record (boxed: it is large and corrupt slots are rare).
-        record: Box<SessionRecord>,
-        /// Runtime state.
-        runtime: Runtime,
-    },
+pub enum Contents {
+    /// A record that opened (boxed: it is large and corrupt ones are rare).
+    Live(Box<Live>),
     /// A record that failed to open: never served, never overwritten.
     Corrupt {
         /// Why it failed to open.
@@ -180,47 +263,34 @@ pub enum Slot {
     },
 }
 
-/// One session: a name, a generation and its slot.
+/// One session: a name, a generation and what it holds.
 #[derive(Debug)]
 pub struct Session {
     /// The session's name.
     pub name: String,
     /// Bumped by add, login and remove; work against an older generation is discarded.
     pub generation: u64,
-    slot: Mutex<Slot>,
+    contents: Mutex<Contents>,
     /// Held while this session's record is written to the store, and by add/remove while
     /// they replace or delete it: a refresh commits only if its generation is still
     /// current, and nothing can change that between the check and the write.
-    pub commit: tokio::sync::Mutex<()>,
+    commit: tokio::sync::Mutex<()>,
 }
 
 impl Session {
-    /// Locks the session's slot. A poisoned lock (a panic elsewhere) still yields the data:
-    /// every update replaces whole values, so it is never half-written.
-    pub fn lock(&self) -> MutexGuard<'_, Slot> {
-        self.slot.lock().unwrap_or_else(|p| p.into_inner())
+    /// Locks what the session holds. A poisoned lock (a panic elsewhere) still yields the
+    /// data: every update replaces whole values, so it is never half-written.
+    pub fn lock(&self) -> MutexGuard<'_, Contents> {
+        self.contents.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
 
-/// All sessions, by name.
-#[derive(Debug)]
-pub struct Sessions {
-    map: RwLock<HashMap<String, Arc<Session>>>,
-    /// Serialises changes to the set of sessions across their store writes.
-    admin: tokio::sync::Mutex<()>,
-    next_generation: AtomicU64,
-    store: Store,
-    events: Events,
-    clock: Arc<dyn WallClock>,
-}
-
-/// What [`Sessions::remove`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Removal {
-    /// The session is gone.
-    Removed,
-    /// The session of that name is a newer generation than the one asked for: kept.
-    NewerKept,
+    /// Runs `f` on the live part of the session; `None` for a corrupt one.
+    pub fn with_live<T>(&self, f: impl FnOnce(&mut Live) -> T) -> Option<T> {
+        match &mut *self.lock() {
+            Contents::Live(live) => Some(f(live)),
+            Contents::Corrupt { .. } => None,
+        }
+    }
 }
 
 /// A session about to be stored by `add` (or a login).
@@ -240,34 +310,83 @@ pub struct NewSession {
     pub origin: Option<String>,
 }
 
+/// A [`Sessions::commit`] whose write failed: nothing changed, and here is what it was to
+/// write (the caller may still put it in force from memory).
+#[derive(Debug)]
+pub struct CommitFailed {
+    /// Why the write failed.
+    pub error: StoreError,
+    /// The record it was to write.
+    pub record: SessionRecord,
+    /// The state it was to put in force.
+    pub refresh: RefreshState,
+}
+
+/// What [`Sessions::remove`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// The session is gone.
+    Removed,
+    /// The session of that name is a newer generation than the one asked for: kept.
+    NewerKept,
+}
+
+/// A refresh token as the grant index knows it: a keyed hash, never the token itself.
+type GrantKey = [u8; 32];
+
+/// All sessions, by name.
+#[derive(Debug)]
+pub struct Sessions {
+    map: RwLock<HashMap<String, Arc<Session>>>,
+    /// Which session holds which refresh token (by keyed hash), so that refusing a second
+    /// session on one grant costs a lookup, not a scan.
+    grants: Mutex<HashMap<GrantKey, String>>,
+    /// The per-process key of the grant index's hash.
+    grant_key: [u8; 32],
+    /// Serialises changes to the set of sessions across their store writes.
+    admin: tokio::sync::Mutex<()>,
+    next_generation: AtomicU64,
+    store: Store,
+    events: Events,
+    clock: Arc<dyn WallClock>,
+}
+
 impl Sessions {
     /// Builds the registry from what the store loaded at start.
     pub fn new(store: Store, loaded: Loaded, events: Events, clock: Arc<dyn WallClock>) -> Self {
+        let mut grant_key = [0u8; 32];
+        if getrandom::fill(&mut grant_key).is_err() {
+            grant_key.iter_mut().for_each(|b| *b = rand::random());
+        }
         let sessions = Sessions {
             map: RwLock::new(HashMap::new()),
+            grants: Mutex::new(HashMap::new()),
+            grant_key,
             admin: tokio::sync::Mutex::new(()),
             next_generation: AtomicU64::new(1),
             store,
             events,
             clock,
         };
+        let now = sessions.now();
         {
             let mut map = sessions.write_map();
+            let mut grants = sessions.grants();
             for record in loaded.records {
                 let name = record.name.clone();
-                let slot = Slot::Live {
-                    record: Box::new(record),
-                    runtime: Runtime::default(),
-                };
-                map.insert(name.clone(), sessions.new_session(name, slot));
+                if let Some(rt) = &record.refresh_token {
+                    grants.insert(sessions.grant_of(rt), name.clone());
+                }
+                let contents = Contents::Live(Box::new(Live::new(record, now)));
+                map.insert(name.clone(), sessions.new_session(name, contents));
             }
             for corrupt in loaded.corrupt {
-                let slot = Slot::Corrupt {
+                let contents = Contents::Corrupt {
                     reason: corrupt.reason,
                 };
                 map.insert(
                     corrupt.name.clone(),
-                    sessions.new_session(corrupt.name, slot),
+                    sessions.new_session(corrupt.name, contents),
                 );
             }
         }
@@ -279,7 +398,12 @@ impl Sessions {
         self.clock.now_ms()
     }
 
-    /// The store, for the engine's commits.
+    /// The wall clock every expiry decision reads.
+    pub fn clock(&self) -> &Arc<dyn WallClock> {
+        &self.clock
+    }
+
+    /// The store (for status: where it lives, where the key came from).
     pub fn store(&self) -> &Store {
         &self.store
     }
@@ -294,11 +418,11 @@ impl Sessions {
         self.read_map().values().cloned().collect()
     }
 
-    fn new_session(&self, name: String, slot: Slot) -> Arc<Session> {
+    fn new_session(&self, name: String, contents: Contents) -> Arc<Session> {
         Arc::new(Session {
             name,
             generation: self.next_generation.fetch_add(1, Ordering::Relaxed),
-            slot: Mutex::new(slot),
+            contents: Mutex::new(contents),
             commit: tokio::sync::Mutex::new(()),
         })
     }
@@ -309,6 +433,17 @@ impl Sessions {
 
     fn write_map(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Session>>> {
         self.map.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn grants(&self) -> MutexGuard<'_, HashMap<GrantKey, String>> {
+        self.grants.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn grant_of(&self, refresh_token: &Secret) -> GrantKey {
+        let mut hash = Sha256::new();
+        hash.update(self.grant_key);
+        hash.update(refresh_token.expose().as_bytes());
+        hash.finalize().into()
     }
 
     /// The session of that name.
@@ -324,19 +459,14 @@ impl Sessions {
     }
 
     /// How many sessions there are (corrupt ones included).
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.read_map().len()
-    }
-
-    /// Whether there are no sessions.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// All sessions, sorted by name.
     fn sorted(&self) -> Vec<Arc<Session>> {
         let mut all: Vec<_> = self.read_map().values().cloned().collect();
-        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         all
     }
 
@@ -356,41 +486,27 @@ impl Sessions {
     ) -> Result<TokenReply, SessionError> {
         let name = &session.name;
         let now = self.now();
-        let slot = session.lock();
-        let (record, runtime) = match &*slot {
-            Slot::Live { record, runtime } => (record, runtime),
-            Slot::Corrupt { reason } => {
+        let contents = session.lock();
+        let live = match &*contents {
+            Contents::Live(live) => live,
+            Contents::Corrupt { reason } => {
                 return Err(SessionError::Corrupt {
                     name: name.to_owned(),
                     reason: reason.clone(),
                 });
             }
         };
+        let record = &live.record;
+        let (state, reason) = live.standing(config.grant_of(&record.provider), now);
         if record.expires_at_ms <= now {
-            let (state, reason) = derive_state(record, runtime, config, now);
-            let ago = human_ms(now.saturating_sub(record.expires_at_ms));
-            return Err(match (state, reason) {
-                (SessionState::NeedsLogin, reason) => SessionError::NeedsLogin {
-                    name: name.to_owned(),
-                    reason: reason.unwrap_or_default(),
-                },
-                (SessionState::NeedsConfig, reason) => SessionError::NeedsConfig {
-                    name: name.to_owned(),
-                    reason: reason.unwrap_or_default(),
-                },
-                (SessionState::Backoff, Some(error)) => SessionError::RefreshFailed {
-                    name: name.to_owned(),
-                    ago,
-                    error,
-                },
-                _ => SessionError::Expired {
-                    name: name.to_owned(),
-                    ago,
-                },
-            });
+            return Err(expired_error(
+                name,
+                state,
+                reason,
+                now - record.expires_at_ms,
+            ));
         }
         let left = u64::try_from(record.expires_at_ms.saturating_sub(now)).unwrap_or(0);
-        let (state, reason) = derive_state(record, runtime, config, now);
         let notice = (state == SessionState::NeedsLogin).then(|| {
             format!(
                 "session {name:?} needs a login ({}); the provider may already have revoked \
@@ -444,33 +560,36 @@ impl Sessions {
         self.sorted()
             .iter()
             .map(|s| {
-                let st = status_of(s, config, now);
+                let (provider, state) = match &*s.lock() {
+                    Contents::Live(live) => (
+                        live.record.provider.clone(),
+                        live.standing(config.grant_of(&live.record.provider), now).0,
+                    ),
+                    Contents::Corrupt { .. } => (String::new(), SessionState::Corrupt),
+                };
                 ListEntry {
-                    name: st.name,
-                    provider: st.provider,
-                    state: st.state,
+                    name: s.name.clone(),
+                    provider,
+                    state,
                 }
             })
             .collect()
     }
 
     /// Stores a new session (or replaces one), persisted and flushed before it is served.
+    /// Only the engine calls it (`engine::Engine::add`), which plans the session next.
     ///
     /// # Errors
     /// `Invalid` for a bad name or attributes; `AlreadyExists` / `GrantInUse` / `Corrupt`
     /// when the name or grant is taken; `Store` when persisting failed (nothing changed).
-    pub async fn add(
-        &self,
-        new: NewSession,
-        config: &Config,
-    ) -> Result<(Arc<Session>, AddReply), SessionError> {
+    pub(crate) async fn add(&self, new: NewSession) -> Result<(Arc<Session>, bool), SessionError> {
         tokd_protocol::name::validate_session_name(&new.name).map_err(SessionError::Invalid)?;
         validate_attrs(&new.attrs)?;
         let now = self.now();
         let _admin = self.admin.lock().await;
         let existing = self.find(&new.name);
         if let Some(existing) = &existing {
-            if let Slot::Corrupt { reason } = &*existing.lock() {
+            if let Contents::Corrupt { reason } = &*existing.lock() {
                 return Err(SessionError::Corrupt {
                     name: new.name.clone(),
                     reason: reason.clone(),
@@ -480,30 +599,19 @@ impl Sessions {
                 return Err(SessionError::AlreadyExists(new.name.clone()));
             }
         }
-        if let Some(rt) = &new.tokens.refresh_token
-            && let Some(other) = self.holder_of(rt, &new.name)
+        let grant = new
+            .tokens
+            .refresh_token
+            .as_ref()
+            .map(|rt| self.grant_of(rt));
+        if let Some(key) = &grant
+            && let Some(other) = self.grants().get(key).filter(|n| **n != new.name)
         {
-            return Err(SessionError::GrantInUse { other });
+            return Err(SessionError::GrantInUse {
+                other: other.clone(),
+            });
         }
-        let t = new.tokens;
-        let record = SessionRecord {
-            name: new.name.clone(),
-            provider: new.provider.clone(),
-            attrs: new.attrs,
-            access_token: t.access_token,
-            token_type: t.token_type,
-            expires_at_ms: t.expires_at_ms,
-            refresh_token: t.refresh_token,
-            refresh_expires_at_ms: t.refresh_expires_at_ms,
-            id_token: t.id_token,
-            scope: t.scope,
-            created_at_ms: now,
-            last_refresh_at_ms: None,
-            refresh_count: 0,
-            terminal: None,
-            refresh_origin: new.origin,
-            in_flight_since_ms: None,
-        };
+        let record = new_record(new, now);
         // A refresh of the replaced session must not commit between our write and the swap.
         let _old_commit = match &existing {
             Some(old) => Some(old.commit.lock().await),
@@ -511,37 +619,32 @@ impl Sessions {
         };
         // Persist (and flush) before anything is acknowledged or served.
         self.store.put(&record).await?;
+        let name = record.name.clone();
+        let provider = record.provider.clone();
+        if let Some(old) = &existing {
+            self.forget_grant_of(old);
+        }
+        if let Some(key) = grant {
+            self.grants().insert(key, name.clone());
+        }
         let session = self.new_session(
-            new.name.clone(),
-            Slot::Live {
-                record: Box::new(record),
-                runtime: Runtime::default(),
-            },
+            name.clone(),
+            Contents::Live(Box::new(Live::new(record, now))),
         );
-        self.write_map().insert(new.name.clone(), session.clone());
+        self.write_map().insert(name.clone(), session.clone());
         let replaced = existing.is_some();
-        tracing::info!(
-            target: "tokd::audit",
-            event = if replaced { "replaced" } else { "added" },
-            session = %new.name,
-            provider = %new.provider,
-            "session stored"
-        );
-        self.events.emit(&new.name, WatchEventKind::Added);
-        let reply = AddReply {
-            session: status_of(&session, config, self.now()),
-            replaced,
-        };
-        Ok((session, reply))
+        audit::stored(&self.events, &name, &provider, replaced);
+        Ok((session, replaced))
     }
 
     /// Removes a session — only generation `generation` of it, when given (a logout removes
     /// the grant it revoked, never a session that replaced it meanwhile); a corrupt record is
-    /// moved to the quarantine tree, not deleted.
+    /// moved to the quarantine tree, not deleted. Only the engine calls it
+    /// (`engine::Engine::remove`), which forgets the session's deadline next.
     ///
     /// # Errors
     /// `NotFound`, or `Store` when the removal could not be persisted.
-    pub async fn remove(
+    pub(crate) async fn remove(
         &self,
         name: &str,
         generation: Option<u64>,
@@ -553,7 +656,7 @@ impl Sessions {
         if generation.is_some_and(|g| g != session.generation) {
             return Ok(Removal::NewerKept);
         }
-        let corrupt = matches!(&*session.lock(), Slot::Corrupt { .. });
+        let corrupt = matches!(&*session.lock(), Contents::Corrupt { .. });
         // Waits for a refresh commit of this session in progress; later ones see a stale
         // generation and discard their result.
         let _commit = session.commit.lock().await;
@@ -562,40 +665,146 @@ impl Sessions {
         } else {
             self.store.remove(name).await?;
         }
+        self.forget_grant_of(&session);
         self.write_map().remove(name);
-        tracing::info!(target: "tokd::audit", event = "removed", session = %name, corrupt, "session removed");
-        self.events.emit(name, WatchEventKind::Removed);
+        audit::removed(&self.events, name, corrupt);
         Ok(Removal::Removed)
     }
 
-    /// The session (other than `except`) that holds this refresh token, if any.
-    fn holder_of(&self, refresh_token: &tokd_protocol::Secret, except: &str) -> Option<String> {
-        self.read_map()
-            .values()
-            .filter(|s| s.name != except)
-            .find(|s| match &*s.lock() {
-                Slot::Live { record, .. } => record.refresh_token.as_ref() == Some(refresh_token),
-                Slot::Corrupt { .. } => false,
-            })
-            .map(|s| s.name.clone())
+    /// Writes what `update` makes of the session (its record and refresh state) and then
+    /// puts it in force, if `session` is still the current generation: the store holds a
+    /// change before anything acts on it. `Ok(false)`: a removed or replaced session,
+    /// nothing written.
+    ///
+    /// # Errors
+    /// The store's, with nothing changed in memory.
+    pub async fn commit(
+        &self,
+        session: &Session,
+        record: SessionRecord,
+        refresh: RefreshState,
+    ) -> Result<bool, Box<CommitFailed>> {
+        let _commit = session.commit.lock().await;
+        if !self.is_current(session) {
+            return Ok(false);
+        }
+        let mut stored = record;
+        stored.terminal = refresh.terminal();
+        stored.in_flight_since_ms = refresh.mark();
+        if let Err(e) = self.store.put(&stored).await {
+            stored.terminal = None;
+            stored.in_flight_since_ms = None;
+            return Err(Box::new(CommitFailed {
+                error: e,
+                record: stored,
+                refresh,
+            }));
+        }
+        stored.terminal = None;
+        stored.in_flight_since_ms = None;
+        self.put_in_force(session, stored, refresh);
+        Ok(true)
+    }
+
+    /// Puts a record and state in force without writing them (after a failed write whose
+    /// tokens exist nowhere else: serving them beats losing them).
+    pub fn put_in_force(&self, session: &Session, record: SessionRecord, refresh: RefreshState) {
+        let old_rt = session.with_live(|live| {
+            let old = live.record.refresh_token.clone();
+            live.record = record;
+            live.refresh = refresh;
+            (old, live.record.refresh_token.clone())
+        });
+        if let Some((old, new)) = old_rt
+            && old != new
+        {
+            let mut grants = self.grants();
+            if let Some(old) = &old {
+                grants.remove(&self.grant_of(old));
+            }
+            if let Some(new) = &new {
+                grants.insert(self.grant_of(new), session.name.clone());
+            }
+        }
+    }
+
+    fn forget_grant_of(&self, session: &Session) {
+        let rt = session
+            .with_live(|live| live.record.refresh_token.clone())
+            .flatten();
+        if let Some(rt) = rt {
+            let key = self.grant_of(&rt);
+            let mut grants = self.grants();
+            if grants.get(&key) == Some(&session.name) {
+                grants.remove(&key);
+            }
+        }
     }
 
     /// Counts of (total, healthy, needing login) for summaries.
     pub fn health_counts(&self, config: &Config) -> (usize, usize, usize) {
         let now = self.now();
-        let all = self.sorted();
+        let all = self.all();
         let mut healthy = 0;
         let mut needs_login = 0;
         for s in &all {
-            let st = status_of(s, config, now);
-            if st.state.is_healthy() && st.token_valid {
-                healthy += 1;
-            }
-            if st.state == SessionState::NeedsLogin {
-                needs_login += 1;
+            if let Contents::Live(live) = &*s.lock() {
+                let (state, _) = live.standing(config.grant_of(&live.record.provider), now);
+                if state.is_healthy() && live.record.expires_at_ms > now {
+                    healthy += 1;
+                }
+                if state == SessionState::NeedsLogin {
+                    needs_login += 1;
+                }
             }
         }
         (all.len(), healthy, needs_login)
+    }
+}
+
+/// The record a new session starts with.
+fn new_record(new: NewSession, now: EpochMs) -> SessionRecord {
+    let t = new.tokens;
+    SessionRecord {
+        name: new.name,
+        provider: new.provider,
+        attrs: new.attrs,
+        access_token: t.access_token,
+        token_type: t.token_type,
+        expires_at_ms: t.expires_at_ms,
+        refresh_token: t.refresh_token,
+        refresh_expires_at_ms: t.refresh_expires_at_ms,
+        id_token: t.id_token,
+        scope: t.scope,
+        created_at_ms: now,
+        last_refresh_at_ms: None,
+        refresh_count: 0,
+        terminal: None,
+        refresh_origin: new.origin,
+        in_flight_since_ms: None,
+    }
+}
+
+/// Why an expired token cannot be answered, by the session's state.
+fn expired_error(
+    name: &str,
+    state: SessionState,
+    reason: Option<String>,
+    ago_ms: i64,
+) -> SessionError {
+    let name = name.to_owned();
+    let ago = human_ms(ago_ms);
+    match (state, reason) {
+        (SessionState::NeedsLogin, reason) => SessionError::NeedsLogin {
+            name,
+            reason: reason.unwrap_or_default(),
+        },
+        (SessionState::NeedsConfig, reason) => SessionError::NeedsConfig {
+            name,
+            reason: reason.unwrap_or_default(),
+        },
+        (SessionState::Backoff, Some(error)) => SessionError::RefreshFailed { name, ago, error },
+        _ => SessionError::Expired { name, ago },
     }
 }
 
@@ -606,12 +815,7 @@ fn validate_attrs(attrs: &[(String, String)]) -> Result<(), SessionError> {
         )));
     }
     for (i, (k, v)) in attrs.iter().enumerate() {
-        if k.is_empty()
-            || k.len() > MAX_ATTR_LEN
-            || !k
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        {
+        if !tokd_protocol::name::is_valid_name(k, MAX_ATTR_LEN) {
             return Err(SessionError::Invalid(format!(
                 "attribute name {k:?}: use 1 to {MAX_ATTR_LEN} letters, digits, '.', '_' or '-'"
             )));
@@ -630,89 +834,14 @@ fn validate_attrs(attrs: &[(String, String)]) -> Result<(), SessionError> {
     Ok(())
 }
 
-/// A session's state and the reason for it, from its record, runtime and the config.
-pub fn derive_state(
-    record: &SessionRecord,
-    runtime: &Runtime,
-    config: &Config,
-    now: EpochMs,
-) -> (SessionState, Option<String>) {
-    match &record.terminal {
-        Some(Terminal::NeedsLogin { reason }) => {
-            return (SessionState::NeedsLogin, Some(reason.clone()));
-        }
-        Some(Terminal::NeedsConfig { reason }) => {
-            return (SessionState::NeedsConfig, Some(reason.clone()));
-        }
-        None => {}
-    }
-    let Some(provider) = config.providers.get(&record.provider) else {
-        return (
-            SessionState::NeedsConfig,
-            Some(format!(
-                "provider {:?} is not configured; add it to the config and reload",
-                record.provider
-            )),
-        );
-    };
-    let can_refresh = record.refresh_token.is_some() || provider.grant == Grant::ClientCredentials;
-    if !can_refresh && record.expires_at_ms <= now {
-        return (
-            SessionState::NeedsLogin,
-            Some("the token expired and there is no refresh token; log in again".into()),
-        );
-    }
-    if let Some(refresh_exp) = record.refresh_expires_at_ms
-        && refresh_exp <= now
-        && record.expires_at_ms <= now
-        && provider.grant != Grant::ClientCredentials
-    {
-        return (
-            SessionState::NeedsLogin,
-            Some("the refresh token expired; log in again".into()),
-        );
-    }
-    // A refresh whose answer was lost is retried at once (at start, or after the lost
-    // answer): until the retry settles, the session is refreshing, not valid.
-    let state = if runtime.sending {
-        SessionState::Refreshing
-    } else if runtime.backoff {
-        SessionState::Backoff
-    } else if runtime.interrupted {
-        SessionState::Refreshing
-    } else {
-        SessionState::Valid
-    };
-    (state, runtime.last_error.clone())
-}
-
 /// The status of one session at `now`.
 pub fn status_of(session: &Session, config: &Config, now: EpochMs) -> SessionStatus {
     match &*session.lock() {
-        Slot::Corrupt { reason } => SessionStatus {
-            name: session.name.clone(),
-            provider: String::new(),
-            state: SessionState::Corrupt,
-            token_valid: false,
-            expires_at_ms: None,
-            refresh_expires_at_ms: None,
-            next_refresh_at_ms: None,
-            last_refresh_at_ms: None,
-            refresh_count: 0,
-            consecutive_failures: 0,
-            last_error: Some(format!("stored record failed to open: {reason}")),
-            has_refresh_token: false,
-            has_id_token: false,
-            scope: None,
-            attrs: Vec::new(),
-            client_credentials: false,
-            refresh_origin: None,
-            resource: None,
-            registered_client: false,
-            derived: Vec::new(),
-        },
-        Slot::Live { record, runtime } => {
-            let (state, last_error) = derive_state(record, runtime, config, now);
+        Contents::Corrupt { reason } => corrupt_status(&session.name, reason),
+        Contents::Live(live) => {
+            let record = &live.record;
+            let grant = config.grant_of(&record.provider);
+            let (state, last_error) = live.standing(grant, now);
             SessionStatus {
                 name: session.name.clone(),
                 provider: record.provider.clone(),
@@ -720,19 +849,16 @@ pub fn status_of(session: &Session, config: &Config, now: EpochMs) -> SessionSta
                 token_valid: record.expires_at_ms > now,
                 expires_at_ms: Some(record.expires_at_ms),
                 refresh_expires_at_ms: record.refresh_expires_at_ms,
-                next_refresh_at_ms: runtime.next_refresh_at_ms,
+                next_refresh_at_ms: live.refresh.planned_at(),
                 last_refresh_at_ms: record.last_refresh_at_ms,
                 refresh_count: record.refresh_count,
-                consecutive_failures: runtime.consecutive_failures,
+                consecutive_failures: live.refresh.trouble().map_or(0, |t| t.failures),
                 last_error,
                 has_refresh_token: record.refresh_token.is_some(),
                 has_id_token: record.id_token.is_some(),
                 scope: record.scope.clone(),
                 attrs: record.attrs.clone(),
-                client_credentials: config
-                    .providers
-                    .get(&record.provider)
-                    .is_some_and(|p| p.grant == Grant::ClientCredentials),
+                client_credentials: grant == Some(Grant::ClientCredentials),
                 refresh_origin: record.refresh_origin.clone(),
                 resource: None,
                 registered_client: false,
@@ -742,8 +868,152 @@ pub fn status_of(session: &Session, config: &Config, now: EpochMs) -> SessionSta
     }
 }
 
+fn corrupt_status(name: &str, reason: &str) -> SessionStatus {
+    SessionStatus {
+        name: name.to_owned(),
+        provider: String::new(),
+        state: SessionState::Corrupt,
+        token_valid: false,
+        expires_at_ms: None,
+        refresh_expires_at_ms: None,
+        next_refresh_at_ms: None,
+        last_refresh_at_ms: None,
+        refresh_count: 0,
+        consecutive_failures: 0,
+        last_error: Some(format!("stored record failed to open: {reason}")),
+        has_refresh_token: false,
+        has_id_token: false,
+        scope: None,
+        attrs: Vec::new(),
+        client_credentials: false,
+        refresh_origin: None,
+        resource: None,
+        registered_client: false,
+        derived: Vec::new(),
+    }
+}
+
 /// A duration in milliseconds as `4m12s`-style text.
 pub fn human_ms(ms: i64) -> String {
     let secs = u64::try_from(ms.max(0) / 1000).unwrap_or(0);
     humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
+}
+
+/// The audit trail: each change of a session is one structured log line (target
+/// `tokd::audit`) and the matching `watch` event, written together here.
+pub mod audit {
+    use tokd_protocol::EpochMs;
+    use tokd_protocol::verbs::watch::WatchEventKind;
+
+    use super::events::Events;
+
+    /// A session was stored by `add` or a login.
+    pub fn stored(events: &Events, session: &str, provider: &str, replaced: bool) {
+        tracing::info!(
+            target: "tokd::audit",
+            event = if replaced { "replaced" } else { "added" },
+            session = %session,
+            provider = %provider,
+            "session stored"
+        );
+        events.emit(session, WatchEventKind::Added);
+    }
+
+    /// A session was removed.
+    pub fn removed(events: &Events, session: &str, corrupt: bool) {
+        tracing::info!(target: "tokd::audit", event = "removed", session = %session, corrupt, "session removed");
+        events.emit(session, WatchEventKind::Removed);
+    }
+
+    /// A login completed.
+    pub fn logged_in(events: &Events, session: &str, provider: &str) {
+        tracing::info!(target: "tokd::audit", event = "logged_in", session = %session, provider = %provider, "login completed");
+        events.emit(session, WatchEventKind::LoggedIn);
+    }
+
+    /// A refresh succeeded.
+    pub fn refreshed(
+        events: &Events,
+        session: &str,
+        provider: &str,
+        expires_at_ms: EpochMs,
+        now: EpochMs,
+        refresh_count: u64,
+    ) {
+        tracing::info!(
+            target: "tokd::audit",
+            event = "refreshed",
+            session = %session,
+            provider = %provider,
+            expires_in_s = expires_at_ms.saturating_sub(now) / 1000,
+            refresh_count,
+            "session refreshed"
+        );
+        events.emit(session, WatchEventKind::Refreshed { expires_at_ms });
+    }
+
+    /// A refresh failed and will be retried.
+    #[allow(clippy::too_many_arguments)]
+    pub fn refresh_failed(
+        events: &Events,
+        session: &str,
+        provider: &str,
+        failures: u32,
+        retry_at: EpochMs,
+        now: EpochMs,
+        sent_no_answer: bool,
+        error: &str,
+    ) {
+        tracing::warn!(
+            target: "tokd::audit",
+            event = "refresh_failed",
+            session = %session,
+            provider = %provider,
+            failures,
+            retry_in_ms = retry_at - now,
+            sent_no_answer,
+            error = %error,
+            "refresh failed; will retry"
+        );
+        events.emit(
+            session,
+            WatchEventKind::RefreshFailed {
+                error: error.to_owned(),
+                retry_at_ms: Some(retry_at),
+            },
+        );
+    }
+
+    /// Refreshing can never succeed: a login is needed.
+    pub fn needs_login(events: &Events, session: &str, provider: &str, reason: &str) {
+        tracing::warn!(target: "tokd::audit", event = "needs_login", session = %session, provider = %provider, reason = %reason, "session needs a login");
+        events.emit(
+            session,
+            WatchEventKind::NeedsLogin {
+                reason: reason.to_owned(),
+            },
+        );
+    }
+
+    /// The provider rejects the client or the config is wrong.
+    pub fn needs_config(events: &Events, session: &str, provider: &str, reason: &str) {
+        tracing::warn!(target: "tokd::audit", event = "needs_config", session = %session, provider = %provider, reason = %reason, "session needs a config fix");
+        events.emit(
+            session,
+            WatchEventKind::NeedsConfig {
+                reason: reason.to_owned(),
+            },
+        );
+    }
+
+    /// The access token expired without a replacement.
+    pub fn expired(events: &Events, session: &str, provider: &str) {
+        tracing::info!(target: "tokd::audit", event = "expired", session = %session, provider = %provider, "access token expired without a replacement");
+        events.emit(session, WatchEventKind::Expired);
+    }
+
+    /// A logout revoked (or could not revoke) and removed a session.
+    pub fn logged_out(session: &str, revoked: bool, newer_kept: bool) {
+        tracing::info!(target: "tokd::audit", event = "logged_out", session = %session, revoked, newer_kept, "session logged out");
+    }
 }

@@ -32,13 +32,12 @@ mod writer;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Read, Write};
+use std::fs;
+use std::io::{self, Read};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -52,8 +51,6 @@ use crypto::{KEYCHECK_AAD, KEYCHECK_PLAINTEXT, OpenError, RecordCipher, SealErro
 const DB_DIR: &str = "db";
 /// Name of the key-check file inside the state directory.
 const KEYCHECK_FILE: &str = "keycheck";
-/// Temporary name used while writing the key-check file.
-const KEYCHECK_TMP: &str = "keycheck.tmp";
 /// Largest key-check file we read; the real one is 1 + 24 + 17 + 16 bytes.
 const MAX_KEYCHECK_BYTES: u64 = 4096;
 /// sled tree of live session records.
@@ -807,7 +804,7 @@ fn verify_keycheck(
     }
 }
 
-/// Writes the key check atomically: temp file, fsync, rename, fsync the directory.
+/// Writes the key check atomically (see [`crate::fsutil::write_atomically`]).
 fn write_keycheck(cipher: &RecordCipher, state_dir: &Path) -> Result<(), StoreError> {
     let sealed = cipher
         .seal(KEYCHECK_AAD, KEYCHECK_PLAINTEXT)
@@ -818,27 +815,12 @@ fn write_keycheck(cipher: &RecordCipher, state_dir: &Path) -> Result<(), StoreEr
                 reason: e.to_string(),
             },
         })?;
-    let tmp = state_dir.join(KEYCHECK_TMP);
     let path = state_dir.join(KEYCHECK_FILE);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| StoreError::io("create", &tmp, e))?;
-    file.write_all(&sealed)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| StoreError::io("write", &tmp, e))?;
-    drop(file);
-    fs::rename(&tmp, &path).map_err(|e| StoreError::io("rename into place", &path, e))?;
-    key::sync_dir(state_dir)
+    crate::fsutil::write_atomically(&path, &sealed).map_err(|e| StoreError::io("write", &path, e))
 }
 
 fn epoch_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    u64::try_from(crate::clock::now_ms()).unwrap_or(0)
 }
 
 #[cfg(test)]

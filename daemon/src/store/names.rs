@@ -24,7 +24,6 @@ use std::sync::{Mutex, PoisonError};
 
 /// File name of the journal inside the state directory.
 pub const NAMES_FILE: &str = "names";
-const NAMES_TMP: &str = "names.tmp";
 
 /// The open journal.
 #[derive(Debug)]
@@ -140,26 +139,15 @@ fn parse(bytes: &[u8]) -> Result<(BTreeSet<String>, usize), String> {
     Ok((names, lines))
 }
 
-/// Replaces the journal with one `+name` line per name (temp file, fsync, rename, dir fsync).
+/// Replaces the journal with one `+name` line per name, atomically.
 fn rewrite(state_dir: &Path, names: &BTreeSet<String>) -> io::Result<()> {
-    let tmp = state_dir.join(NAMES_TMP);
     let mut text = Vec::with_capacity(names.len() * 16);
     for name in names {
         text.push(b'+');
         text.extend_from_slice(name.as_bytes());
         text.push(b'\n');
     }
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(&text)?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(&tmp, state_dir.join(NAMES_FILE))?;
-    File::open(state_dir)?.sync_all()
+    crate::fsutil::write_atomically(&state_dir.join(NAMES_FILE), &text)
 }
 
 #[cfg(test)]

@@ -164,7 +164,12 @@ async fn fresh_start_creates_private_key_state_dir_and_keycheck() {
     assert_eq!(mode_of(&env.opts.state_dir), 0o700);
     let keycheck = env.opts.state_dir.join(KEYCHECK_FILE);
     assert_eq!(mode_of(&keycheck), 0o600);
-    assert!(!env.opts.state_dir.join(KEYCHECK_TMP).exists());
+    let leftovers: Vec<_> = fs::read_dir(&env.opts.state_dir)
+        .expect("list")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
     drop(store);
     // The key is not re-minted on the next start.
     let before = fs::read(key).expect("read key");

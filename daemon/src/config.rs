@@ -389,152 +389,25 @@ impl Config {
         env: EnvLookup<'_>,
         config_home: Option<PathBuf>,
     ) -> Result<Config, ConfigError> {
-        let invalid = |message: String| ConfigError::Invalid {
-            path: path.clone(),
-            message,
+        let r = Resolver {
+            base: path
+                .as_ref()
+                .and_then(|p| p.parent())
+                .map(Path::to_path_buf),
+            path,
+            env,
         };
         let d = &file.daemon;
-        let base = path
-            .as_ref()
-            .and_then(|p| p.parent())
-            .map(Path::to_path_buf);
-        let absolute = |p: &Path| -> PathBuf {
-            match (&base, p.is_absolute()) {
-                (Some(base), false) => base.join(p),
-                _ => p.to_path_buf(),
-            }
-        };
-
-        let socket_flag = overrides
-            .socket
-            .clone()
-            .or_else(|| {
-                // TOKD_SOCKET outranks the file; the resolver checks it when no flag is set.
-                if env("TOKD_SOCKET").is_some() {
-                    None
-                } else {
-                    d.socket.as_deref().map(absolute)
-                }
-            })
-            .map(|p| absolutize_cwd(&p));
-        let socket = resolve_with(
-            socket_flag.as_deref(),
-            |key| env(key).map(std::ffi::OsString::from),
-            current_uid(),
-        );
-
-        let state_dir = match overrides
-            .state_dir
-            .clone()
-            .or_else(|| d.state_dir.as_deref().map(absolute))
-        {
-            Some(dir) => absolutize_cwd(&dir),
-            // systemd's StateDirectory= (the first one, if several), then XDG.
-            None => match env("STATE_DIRECTORY")
-                .and_then(|list| list.split(':').next().map(str::to_owned))
-                .filter(|first| first.starts_with('/'))
-            {
-                Some(first) => PathBuf::from(first),
-                None => xdg_dir(env, "XDG_STATE_HOME", ".local/state")
-                    .ok_or(ConfigError::NoHome {
-                        what: "state directory",
-                        xdg: "XDG_STATE_HOME",
-                        flag: "--state-dir",
-                    })?
-                    .join("tokd"),
-            },
-        };
-        let key_file = match d.key_file.as_deref().map(absolute) {
-            Some(p) => absolutize_cwd(&p),
-            None => config_home
-                .ok_or(ConfigError::NoHome {
-                    what: "key file",
-                    xdg: "XDG_CONFIG_HOME",
-                    flag: "key_file in the config file",
-                })?
-                .join("tokd/key"),
-        };
-        let credentials_dir = env("CREDENTIALS_DIRECTORY").map(PathBuf::from);
-
-        let defaults = Limits::default();
-        let limits = Limits {
-            max_connections: d.max_connections.unwrap_or(defaults.max_connections),
-            handshake_timeout: d
-                .handshake_timeout
-                .map_or(defaults.handshake_timeout, |h| h.0),
-            idle_timeout: d.idle_timeout.map_or(defaults.idle_timeout, |h| h.0),
-            max_frame: d.max_frame_bytes.unwrap_or(defaults.max_frame),
-        };
-        if limits.max_connections == 0 {
-            return Err(invalid("daemon.max_connections must be at least 1".into()));
-        }
-        // The request decoder's allocation limit is the ceiling: a frame that passes the size
-        // check must be able to decode.
-        let ceiling = tokd_protocol::frame::REQUEST_DECODE_LIMIT;
-        if !(1024..=ceiling).contains(&limits.max_frame) {
-            return Err(invalid(format!(
-                "daemon.max_frame_bytes must be between 1024 and {ceiling}"
-            )));
-        }
+        let limits = r.limits(d)?;
         let max_concurrent_refreshes = d.max_concurrent_refreshes.unwrap_or(16);
         if max_concurrent_refreshes == 0 {
-            return Err(invalid(
-                "daemon.max_concurrent_refreshes must be at least 1".into(),
-            ));
-        }
-        let mut providers = file.providers;
-        for (name, provider) in &mut providers {
-            validate_provider(name, provider).map_err(&invalid)?;
-            // Like every path in the file: relative to the file's directory, never to the
-            // daemon's working directory.
-            if let Some(secret_file) = provider.client_secret_file.take() {
-                let expanded = expand_path(&secret_file, env)
-                    .map_err(|e| invalid(format!("[providers.{name}] client_secret_file: {e}")))?;
-                provider.client_secret_file = Some(absolutize_cwd(&absolute(&expanded)));
-            }
-        }
-        let mut sessions = file.sessions;
-        let mut sink_owner: BTreeMap<PathBuf, String> = BTreeMap::new();
-        for (name, session) in &mut sessions {
-            tokd_protocol::name::validate_session_name(name)
-                .map_err(|e| invalid(format!("[sessions.{name}]: {e}")))?;
-            if let Some(raw) = session.file.take() {
-                let expanded = expand_path(&raw, env)
-                    .map_err(|e| invalid(format!("[sessions.{name}] file: {e}")))?;
-                let resolved = absolutize_cwd(&absolute(&expanded));
-                if !(session.allow_exe.is_empty() && session.allow_uids.is_empty()) {
-                    return Err(invalid(format!(
-                        "[sessions.{name}]: `file` and `allow_exe`/`allow_uids` exclude each \
-                         other: every program of the user can read a token file, so the \
-                         access list would protect nothing"
-                    )));
-                }
-                if let Some(other) = sink_owner.insert(resolved.clone(), name.clone()) {
-                    return Err(invalid(format!(
-                        "[sessions.{name}] and [sessions.{other}] write the same token file {}",
-                        resolved.display()
-                    )));
-                }
-                session.file = Some(resolved);
-            }
-            for exe in &mut session.allow_exe {
-                let expanded = expand_path(exe, env)
-                    .map_err(|e| invalid(format!("[sessions.{name}] allow_exe: {e}")))?;
-                if !expanded.is_absolute() {
-                    return Err(invalid(format!(
-                        "[sessions.{name}] allow_exe: {} is not an absolute path",
-                        expanded.display()
-                    )));
-                }
-                // The kernel reports a process's executable with symlinks resolved.
-                *exe = std::fs::canonicalize(&expanded).unwrap_or(expanded);
-            }
+            return Err(r.invalid("daemon.max_concurrent_refreshes must be at least 1".into()));
         }
         Ok(Config {
-            socket,
-            state_dir,
-            key_file,
-            credentials_dir,
+            socket: r.socket(overrides, d),
+            state_dir: r.state_dir(overrides, d)?,
+            key_file: r.key_file(d, config_home)?,
+            credentials_dir: env("CREDENTIALS_DIRECTORY").map(PathBuf::from),
             limits,
             allow_root: d.allow_root.unwrap_or(false),
             refresh_ahead: d.refresh_ahead.map_or(Duration::from_secs(300), |h| h.0),
@@ -545,10 +418,201 @@ impl Config {
                 .clock_check_interval
                 .map_or(Duration::from_secs(60), |h| h.0)
                 .clamp(Duration::from_millis(100), Duration::from_secs(60)),
-            providers,
-            sessions,
-            config_file: path,
+            providers: r.providers(file.providers)?,
+            sessions: r.sessions(file.sessions)?,
+            config_file: r.path,
         })
+    }
+}
+
+/// Turns what the file says into settings: paths made absolute (relative ones against the
+/// file's directory), values checked.
+struct Resolver<'a> {
+    /// The config file, if any.
+    path: Option<PathBuf>,
+    /// Its directory: what relative paths in it are relative to.
+    base: Option<PathBuf>,
+    env: EnvLookup<'a>,
+}
+
+impl Resolver<'_> {
+    fn invalid(&self, message: String) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.clone(),
+            message,
+        }
+    }
+
+    /// A path from the file: relative to the file's directory, then (without a file) to
+    /// the working directory.
+    fn absolute(&self, p: &Path) -> PathBuf {
+        let joined = match (&self.base, p.is_absolute()) {
+            (Some(base), false) => base.join(p),
+            _ => p.to_path_buf(),
+        };
+        absolutize_cwd(&joined)
+    }
+
+    fn socket(&self, overrides: &Overrides, d: &DaemonSection) -> SocketPath {
+        let env = self.env;
+        let socket_flag = overrides
+            .socket
+            .clone()
+            .map(|p| absolutize_cwd(&p))
+            .or_else(|| {
+                // TOKD_SOCKET outranks the file; the resolver checks it when no flag is set.
+                if env("TOKD_SOCKET").is_some() {
+                    None
+                } else {
+                    d.socket.as_deref().map(|p| self.absolute(p))
+                }
+            });
+        resolve_with(
+            socket_flag.as_deref(),
+            |key| env(key).map(std::ffi::OsString::from),
+            current_uid(),
+        )
+    }
+
+    fn state_dir(&self, overrides: &Overrides, d: &DaemonSection) -> Result<PathBuf, ConfigError> {
+        if let Some(dir) = &overrides.state_dir {
+            return Ok(absolutize_cwd(dir));
+        }
+        if let Some(dir) = &d.state_dir {
+            return Ok(self.absolute(dir));
+        }
+        // systemd's StateDirectory= (the first one, if several), then XDG.
+        let systemd = (self.env)("STATE_DIRECTORY")
+            .and_then(|list| list.split(':').next().map(str::to_owned))
+            .filter(|first| first.starts_with('/'));
+        match systemd {
+            Some(first) => Ok(PathBuf::from(first)),
+            None => Ok(xdg_dir(self.env, "XDG_STATE_HOME", ".local/state")
+                .ok_or(ConfigError::NoHome {
+                    what: "state directory",
+                    xdg: "XDG_STATE_HOME",
+                    flag: "--state-dir",
+                })?
+                .join("tokd")),
+        }
+    }
+
+    fn key_file(
+        &self,
+        d: &DaemonSection,
+        config_home: Option<PathBuf>,
+    ) -> Result<PathBuf, ConfigError> {
+        match &d.key_file {
+            Some(p) => Ok(self.absolute(p)),
+            None => Ok(config_home
+                .ok_or(ConfigError::NoHome {
+                    what: "key file",
+                    xdg: "XDG_CONFIG_HOME",
+                    flag: "key_file in the config file",
+                })?
+                .join("tokd/key")),
+        }
+    }
+
+    fn limits(&self, d: &DaemonSection) -> Result<Limits, ConfigError> {
+        let defaults = Limits::default();
+        let limits = Limits {
+            max_connections: d.max_connections.unwrap_or(defaults.max_connections),
+            handshake_timeout: d
+                .handshake_timeout
+                .map_or(defaults.handshake_timeout, |h| h.0),
+            idle_timeout: d.idle_timeout.map_or(defaults.idle_timeout, |h| h.0),
+            max_frame: d.max_frame_bytes.unwrap_or(defaults.max_frame),
+        };
+        if limits.max_connections == 0 {
+            return Err(self.invalid("daemon.max_connections must be at least 1".into()));
+        }
+        // The request decoder's allocation limit is the ceiling: a frame that passes the size
+        // check must be able to decode.
+        let ceiling = tokd_protocol::frame::REQUEST_DECODE_LIMIT;
+        if !(1024..=ceiling).contains(&limits.max_frame) {
+            return Err(self.invalid(format!(
+                "daemon.max_frame_bytes must be between 1024 and {ceiling}"
+            )));
+        }
+        Ok(limits)
+    }
+
+    fn providers(
+        &self,
+        mut providers: BTreeMap<String, ProviderConfig>,
+    ) -> Result<BTreeMap<String, ProviderConfig>, ConfigError> {
+        for (name, provider) in &mut providers {
+            validate_provider(name, provider).map_err(|m| self.invalid(m))?;
+            // Like every path in the file: relative to the file's directory, never to the
+            // daemon's working directory.
+            if let Some(secret_file) = provider.client_secret_file.take() {
+                let expanded = expand_path(&secret_file, self.env).map_err(|e| {
+                    self.invalid(format!("[providers.{name}] client_secret_file: {e}"))
+                })?;
+                provider.client_secret_file = Some(self.absolute(&expanded));
+            }
+        }
+        Ok(providers)
+    }
+
+    fn sessions(
+        &self,
+        mut sessions: BTreeMap<String, SessionConfig>,
+    ) -> Result<BTreeMap<String, SessionConfig>, ConfigError> {
+        let mut sink_owner: BTreeMap<PathBuf, String> = BTreeMap::new();
+        for (name, session) in &mut sessions {
+            tokd_protocol::name::validate_session_name(name)
+                .map_err(|e| self.invalid(format!("[sessions.{name}]: {e}")))?;
+            if let Some(resolved) = self.token_file(name, session)? {
+                if let Some(other) = sink_owner.insert(resolved.clone(), name.clone()) {
+                    return Err(self.invalid(format!(
+                        "[sessions.{name}] and [sessions.{other}] write the same token file {}",
+                        resolved.display()
+                    )));
+                }
+                session.file = Some(resolved);
+            }
+            self.allow_exe(name, session)?;
+        }
+        Ok(sessions)
+    }
+
+    /// The session's token file, resolved (taken out of `session`).
+    fn token_file(
+        &self,
+        name: &str,
+        session: &mut SessionConfig,
+    ) -> Result<Option<PathBuf>, ConfigError> {
+        let Some(raw) = session.file.take() else {
+            return Ok(None);
+        };
+        let expanded = expand_path(&raw, self.env)
+            .map_err(|e| self.invalid(format!("[sessions.{name}] file: {e}")))?;
+        if !(session.allow_exe.is_empty() && session.allow_uids.is_empty()) {
+            return Err(self.invalid(format!(
+                "[sessions.{name}]: `file` and `allow_exe`/`allow_uids` exclude each \
+                 other: every program of the user can read a token file, so the \
+                 access list would protect nothing"
+            )));
+        }
+        Ok(Some(self.absolute(&expanded)))
+    }
+
+    fn allow_exe(&self, name: &str, session: &mut SessionConfig) -> Result<(), ConfigError> {
+        for exe in &mut session.allow_exe {
+            let expanded = expand_path(exe, self.env)
+                .map_err(|e| self.invalid(format!("[sessions.{name}] allow_exe: {e}")))?;
+            if !expanded.is_absolute() {
+                return Err(self.invalid(format!(
+                    "[sessions.{name}] allow_exe: {} is not an absolute path",
+                    expanded.display()
+                )));
+            }
+            // The kernel reports a process's executable with symlinks resolved.
+            *exe = std::fs::canonicalize(&expanded).unwrap_or(expanded);
+        }
+        Ok(())
     }
 }
 

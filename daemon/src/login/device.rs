@@ -48,35 +48,7 @@ pub async fn run(
         endpoints.device_authorization,
         "device_authorization_endpoint",
     )?;
-    let mut form = Vec::new();
-    push_scope_and_extras(&provider.config, &mut form);
-    let answer = oauth2::post_form(
-        provider,
-        &client,
-        &device_url,
-        form,
-        &provider.config.headers,
-        "device authorization",
-    )
-    .await
-    .map_err(|e| provider_failed("device authorization", e))?;
-    if !answer.status.is_success() {
-        let why = error_code(&answer).unwrap_or_else(|| answer.status.to_string());
-        return Err(ErrorReply::new(
-            ErrorCode::NeedsConfig,
-            format!("the provider refused the device authorization request ({why})"),
-        ));
-    }
-    let auth: DeviceAuthorization = serde_json::from_slice(&answer.body).map_err(|e| {
-        ErrorReply::new(
-            ErrorCode::RefreshFailed,
-            format!(
-                "malformed device authorization answer (line {}, column {})",
-                e.line(),
-                e.column()
-            ),
-        )
-    })?;
+    let auth = authorize(provider, &client, &device_url).await?;
     let expires_in = Duration::from_secs(auth.expires_in.unwrap_or(600)).min(LOGIN_TIMEOUT);
     let shown = prompt(
         prompts,
@@ -91,35 +63,116 @@ pub async fn run(
     if !shown {
         return Err(ErrorReply::new(ErrorCode::Invalid, "the client went away"));
     }
-    let mut interval = auth
+    let poller = Poller {
+        ctx,
+        provider,
+        client: &client,
+        token_url: &token_url,
+        grant: TokenGrant::DeviceCode {
+            device_code: &auth.device_code,
+        },
+    };
+    let interval = auth
         .interval
         .map_or(DEFAULT_INTERVAL, Duration::from_secs)
         .clamp(Duration::from_secs(1), MAX_INTERVAL);
-    let deadline = tokio::time::Instant::now() + expires_in;
-    let grant = TokenGrant::DeviceCode {
-        device_code: &auth.device_code,
-    };
-    loop {
-        // The wait for the user races the client; a poll, once sent, is seen through: its
-        // answer may carry the tokens of the approved code.
-        let pause = async {
-            tokio::time::sleep_until((tokio::time::Instant::now() + interval).min(deadline)).await;
-            Ok(())
-        };
-        unless_cancelled(prompts, pause).await?;
-        if tokio::time::Instant::now() >= deadline {
-            return Err(ErrorReply::new(
-                ErrorCode::Timeout,
-                "the code expired before it was approved; run `tokd login` again",
-            ));
+    let tokens = poller
+        .until_approved(prompts, interval, tokio::time::Instant::now() + expires_in)
+        .await?;
+    Ok((tokens, http::origin(&token_url)))
+}
+
+/// The device authorization request (RFC 8628 §3.1).
+async fn authorize(
+    provider: &Provider,
+    client: &reqwest::Client,
+    device_url: &url::Url,
+) -> Result<DeviceAuthorization, ErrorReply> {
+    let mut form = Vec::new();
+    push_scope_and_extras(&provider.config, &mut form);
+    let answer = oauth2::post_form(
+        provider,
+        client,
+        device_url,
+        form,
+        &provider.config.headers,
+        "device authorization",
+    )
+    .await
+    .map_err(|e| provider_failed("device authorization", e))?;
+    if !answer.status.is_success() {
+        let why = error_code(&answer).unwrap_or_else(|| answer.status.to_string());
+        return Err(ErrorReply::new(
+            ErrorCode::NeedsConfig,
+            format!("the provider refused the device authorization request ({why})"),
+        ));
+    }
+    serde_json::from_slice(&answer.body).map_err(|e| {
+        ErrorReply::new(
+            ErrorCode::RefreshFailed,
+            format!(
+                "malformed device authorization answer (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
+        )
+    })
+}
+
+/// What one poll of the token endpoint said.
+enum Poll {
+    /// Not approved yet: poll again after `interval`.
+    Again {
+        /// The interval from now on.
+        interval: Duration,
+    },
+    /// Approved: the tokens.
+    Done(TokenSet),
+}
+
+/// Polls the token endpoint for an approved device code (RFC 8628 §3.4, §3.5).
+struct Poller<'a> {
+    ctx: &'a Login,
+    provider: &'a Provider,
+    client: &'a reqwest::Client,
+    token_url: &'a url::Url,
+    grant: TokenGrant<'a>,
+}
+
+impl Poller<'_> {
+    async fn until_approved(
+        &self,
+        prompts: &Prompts,
+        mut interval: Duration,
+        deadline: tokio::time::Instant,
+    ) -> Result<TokenSet, ErrorReply> {
+        loop {
+            // The wait for the user races the client; a poll, once sent, is seen through:
+            // its answer may carry the tokens of the approved code.
+            let pause = async {
+                tokio::time::sleep_until((tokio::time::Instant::now() + interval).min(deadline))
+                    .await;
+                Ok(())
+            };
+            unless_cancelled(prompts, pause).await?;
+            if tokio::time::Instant::now() >= deadline {
+                return Err(expired());
+            }
+            match self.poll(interval).await? {
+                Poll::Again { interval: next } => interval = next,
+                Poll::Done(tokens) => return Ok(tokens),
+            }
         }
-        let sent_at = ctx.now();
+    }
+
+    async fn poll(&self, interval: Duration) -> Result<Poll, ErrorReply> {
+        let sent_at = self.ctx.now();
         let answer = match oauth2::send_token_form(
-            provider,
-            &client,
-            &token_url,
-            &grant,
-            &provider.config.headers,
+            self.provider,
+            self.client,
+            self.token_url,
+            &self.grant,
+            &self.provider.config.headers,
         )
         .await
         {
@@ -127,14 +180,15 @@ pub async fn run(
             // The network may come and go while the user is busy approving: keep polling.
             Err(e) => {
                 tracing::debug!(error = %e, "device flow poll failed; polling on");
-                continue;
+                return Ok(Poll::Again { interval });
             }
         };
         match error_code(&answer).as_deref() {
-            Some("authorization_pending") => continue,
+            Some("authorization_pending") => return Ok(Poll::Again { interval }),
             Some("slow_down") => {
-                interval = (interval + SLOW_DOWN).min(MAX_INTERVAL);
-                continue;
+                return Ok(Poll::Again {
+                    interval: (interval + SLOW_DOWN).min(MAX_INTERVAL),
+                });
             }
             Some("access_denied") => {
                 return Err(ErrorReply::new(
@@ -142,27 +196,27 @@ pub async fn run(
                     "the login was denied at the provider",
                 ));
             }
-            Some("expired_token") => {
-                return Err(ErrorReply::new(
-                    ErrorCode::Timeout,
-                    "the code expired before it was approved; run `tokd login` again",
-                ));
-            }
+            Some("expired_token") => return Err(expired()),
             _ => {}
         }
-        match interpret(
-            &answer,
-            sent_at,
-            provider.default_lifetime(),
-            &secrets_of(provider, &grant),
-        ) {
-            Ok(tokens) => return Ok((tokens, http::origin(&token_url))),
+        let secrets = secrets_of(self.provider, &self.grant);
+        match interpret(&answer, sent_at, self.provider.default_lifetime(), &secrets) {
+            Ok(tokens) => Ok(Poll::Done(tokens)),
             // A 5xx or 429 while the user is approving: poll on, a little slower (§3.5).
             Err(crate::providers::ProviderError::Retryable { message, .. }) => {
                 tracing::debug!(error = %message, "device flow poll failed; polling on");
-                interval = (interval + Duration::from_secs(1)).min(MAX_INTERVAL);
+                Ok(Poll::Again {
+                    interval: (interval + Duration::from_secs(1)).min(MAX_INTERVAL),
+                })
             }
-            Err(e) => return Err(provider_failed("token endpoint", e)),
+            Err(e) => Err(provider_failed("token endpoint", e)),
         }
     }
+}
+
+fn expired() -> ErrorReply {
+    ErrorReply::new(
+        ErrorCode::Timeout,
+        "the code expired before it was approved; run `tokd login` again",
+    )
 }

@@ -279,20 +279,11 @@ impl Provider {
     /// # Errors
     /// NeedsConfig for a missing or unusable URL; Retryable when discovery is unreachable.
     pub async fn target(&self, client: &reqwest::Client) -> Result<Url, ProviderError> {
-        let configured = match self.config.kind {
-            ProviderKind::Oauth2 => self.config.token_endpoint.as_deref(),
-            ProviderKind::Json => self.config.refresh_url.as_deref(),
+        let (field, configured) = match self.config.kind {
+            ProviderKind::Oauth2 => ("token_endpoint", self.config.token_endpoint.as_deref()),
+            ProviderKind::Json => ("refresh_url", self.config.refresh_url.as_deref()),
         };
-        if let Some(raw) = configured {
-            let url = Url::parse(raw).map_err(|e| {
-                ProviderError::NeedsConfig(format!(
-                    "provider {:?}: {raw:?} is not a URL: {e}",
-                    self.name
-                ))
-            })?;
-            http::check_secure(&url).map_err(|e| {
-                ProviderError::NeedsConfig(format!("provider {:?}: {e}", self.name))
-            })?;
+        if let Some(url) = self.configured_url(field, configured)? {
             return Ok(url);
         }
         self.endpoints(client).await?.token.ok_or_else(|| {
@@ -398,35 +389,7 @@ impl Provider {
     /// # Errors
     /// Retryable when discovery could not be reached, NeedsConfig when it answers nonsense.
     pub async fn endpoints(&self, client: &reqwest::Client) -> Result<Endpoints, ProviderError> {
-        let parse = |field: &str, value: &Option<String>| -> Result<Option<Url>, ProviderError> {
-            value
-                .as_deref()
-                .map(|u| {
-                    let url = Url::parse(u).map_err(|e| {
-                        ProviderError::NeedsConfig(format!(
-                            "provider {:?}: {field} {u:?} is not a URL: {e}",
-                            self.name
-                        ))
-                    })?;
-                    http::check_secure(&url).map_err(|e| {
-                        ProviderError::NeedsConfig(format!("provider {:?}: {e}", self.name))
-                    })?;
-                    Ok(url)
-                })
-                .transpose()
-        };
-        let configured = Endpoints {
-            token: parse("token_endpoint", &self.config.token_endpoint)?,
-            device_authorization: parse(
-                "device_authorization_endpoint",
-                &self.config.device_authorization_endpoint,
-            )?,
-            authorization: parse(
-                "authorization_endpoint",
-                &self.config.authorization_endpoint,
-            )?,
-            revocation: parse("revocation_endpoint", &self.config.revocation_endpoint)?,
-        };
+        let configured = self.configured_endpoints()?;
         let Some(issuer) = self.config.issuer.as_deref() else {
             return Ok(configured);
         };
@@ -437,13 +400,72 @@ impl Provider {
         {
             return Ok(configured);
         }
+        let discovered = self.discovered(client, issuer).await?;
+        Ok(Endpoints {
+            token: configured.token.or(discovered.token),
+            device_authorization: configured
+                .device_authorization
+                .or(discovered.device_authorization),
+            authorization: configured.authorization.or(discovered.authorization),
+            revocation: configured.revocation.or(discovered.revocation),
+        })
+    }
+
+    /// A configured URL, checked (https, or http to loopback).
+    fn configured_url(
+        &self,
+        field: &str,
+        value: Option<&str>,
+    ) -> Result<Option<Url>, ProviderError> {
+        value
+            .map(|u| {
+                let url = Url::parse(u).map_err(|e| {
+                    ProviderError::NeedsConfig(format!(
+                        "provider {:?}: {field} {u:?} is not a URL: {e}",
+                        self.name
+                    ))
+                })?;
+                http::check_secure(&url).map_err(|e| {
+                    ProviderError::NeedsConfig(format!("provider {:?}: {e}", self.name))
+                })?;
+                Ok(url)
+            })
+            .transpose()
+    }
+
+    fn configured_endpoints(&self) -> Result<Endpoints, ProviderError> {
+        let c = &self.config;
+        Ok(Endpoints {
+            token: self.configured_url("token_endpoint", c.token_endpoint.as_deref())?,
+            device_authorization: self.configured_url(
+                "device_authorization_endpoint",
+                c.device_authorization_endpoint.as_deref(),
+            )?,
+            authorization: self.configured_url(
+                "authorization_endpoint",
+                c.authorization_endpoint.as_deref(),
+            )?,
+            revocation: self
+                .configured_url("revocation_endpoint", c.revocation_endpoint.as_deref())?,
+        })
+    }
+
+    /// The discovered endpoints: fetched once and cached (again after a while when the
+    /// last discovery was not complete); what an earlier discovery found serves until a new
+    /// one succeeds.
+    async fn discovered(
+        &self,
+        client: &reqwest::Client,
+        issuer: &str,
+    ) -> Result<Endpoints, ProviderError> {
         let mut cache = self.discovered.lock().await;
         let stale = cache.as_ref().is_none_or(|c| {
             c.ask_again_at
                 .is_some_and(|at| at <= std::time::Instant::now())
         });
         if stale {
-            let url = parse("issuer", &Some(issuer.to_owned()))?
+            let url = self
+                .configured_url("issuer", Some(issuer))?
                 .ok_or_else(|| ProviderError::NeedsConfig("issuer missing".into()))?;
             // A discovery request carries no secret and rotates nothing.
             match oauth2::discover(client, &url, issuer, &self.name).await {
@@ -454,7 +476,6 @@ impl Provider {
                         endpoints: found.endpoints,
                     });
                 }
-                // What an earlier discovery found serves until a new one succeeds.
                 Err(e) if cache.is_none() => return Err(e.nothing_sent()),
                 Err(e) => {
                     tracing::debug!(provider = %self.name, error = %e, "discovery again failed; keeping the endpoints found before");
@@ -464,18 +485,10 @@ impl Provider {
                 }
             }
         }
-        let discovered = cache
+        Ok(cache
             .as_ref()
             .map(|c| c.endpoints.clone())
-            .unwrap_or_default();
-        Ok(Endpoints {
-            token: configured.token.or(discovered.token),
-            device_authorization: configured
-                .device_authorization
-                .or(discovered.device_authorization),
-            authorization: configured.authorization.or(discovered.authorization),
-            revocation: configured.revocation.or(discovered.revocation),
-        })
+            .unwrap_or_default())
     }
 }
 

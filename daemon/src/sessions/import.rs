@@ -147,72 +147,18 @@ pub fn parse_token_response(
     })?;
     let access_token = raw
         .access_token
-        .or(raw.token)
+        .clone()
+        .or_else(|| raw.token.clone())
         .filter(|t| !t.is_empty())
         .ok_or(ImportError::NoAccessToken)?;
-    let relative = |n: &Option<Number>, field| -> Result<Option<EpochMs>, ImportError> {
-        match n {
-            None => Ok(None),
-            Some(n) => {
-                let secs = n.as_i64().ok_or(ImportError::BadExpiry(field))?;
-                Ok(Some(now_ms.saturating_add(secs.saturating_mul(1000))))
-            }
-        }
-    };
-    let absolute = |n: &Option<Number>, field| -> Result<Option<EpochMs>, ImportError> {
-        match n {
-            None => Ok(None),
-            Some(n) => {
-                let v = n.as_i64().ok_or(ImportError::BadExpiry(field))?;
-                // 10^11 seconds is the year 5138; anything larger is milliseconds.
-                Ok(Some(if v > 100_000_000_000 {
-                    v
-                } else {
-                    v.saturating_mul(1000)
-                }))
-            }
-        }
-    };
-    let expires_at_ms = match relative(&raw.expires_in, "expires_in")? {
-        Some(t) => t,
-        None => match relative(&raw.expires_in_camel, "expiresIn")? {
-            Some(t) => t,
-            None => match absolute(&raw.expires_at_camel, "expiresAt")? {
-                Some(t) => t,
-                None => match absolute(&raw.expires_at, "expires_at")? {
-                    Some(t) => t,
-                    None => match jwt::exp_seconds(access_token.expose()) {
-                        Some(exp) => exp.saturating_mul(1000),
-                        None => match default_lifetime {
-                            Some(d) => now_ms
-                                .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
-                            None => return Err(ImportError::NoExpiry),
-                        },
-                    },
-                },
-            },
-        },
-    };
+    let times = Times { now_ms };
+    let expires_at_ms = times.expiry(&raw, &access_token, default_lifetime)?;
     let refresh_token = raw
         .refresh_token
-        .or(raw.refresh_token_camel)
+        .clone()
+        .or_else(|| raw.refresh_token_camel.clone())
         .filter(|t| !t.is_empty());
-    let refresh_expires_at_ms = match relative(&raw.refresh_expires_in, "refresh_expires_in")? {
-        // Keycloak sends refresh_expires_in = 0 for offline tokens that do not expire.
-        Some(_)
-            if matches!(
-                raw.refresh_expires_in.as_ref().and_then(Number::as_i64),
-                Some(0)
-            ) =>
-        {
-            None
-        }
-        Some(t) => Some(t),
-        None => refresh_token
-            .as_ref()
-            .and_then(|t| jwt::exp_seconds(t.expose()))
-            .map(|s| s.saturating_mul(1000)),
-    };
+    let refresh_expires_at_ms = times.refresh_expiry(&raw, refresh_token.as_ref())?;
     Ok(TokenSet {
         access_token,
         token_type: raw
@@ -226,6 +172,81 @@ pub fn parse_token_response(
         scope: raw.scope,
     }
     .clamped())
+}
+
+/// Reads the expiry fields of a token response received at `now_ms`.
+struct Times {
+    now_ms: EpochMs,
+}
+
+impl Times {
+    /// Seconds from now.
+    fn relative(
+        &self,
+        n: Option<&Number>,
+        field: &'static str,
+    ) -> Result<Option<EpochMs>, ImportError> {
+        n.map(|n| {
+            let secs = n.as_i64().ok_or(ImportError::BadExpiry(field))?;
+            Ok(self.now_ms.saturating_add(secs.saturating_mul(1000)))
+        })
+        .transpose()
+    }
+
+    /// An epoch time, in milliseconds when it is that large, else seconds.
+    fn absolute(n: Option<&Number>, field: &'static str) -> Result<Option<EpochMs>, ImportError> {
+        n.map(|n| {
+            let v = n.as_i64().ok_or(ImportError::BadExpiry(field))?;
+            // 10^11 seconds is the year 5138; anything larger is milliseconds.
+            Ok(if v > 100_000_000_000 {
+                v
+            } else {
+                v.saturating_mul(1000)
+            })
+        })
+        .transpose()
+    }
+
+    /// The access token's expiry, from the first source that says.
+    fn expiry(
+        &self,
+        raw: &Raw,
+        access_token: &Secret,
+        default_lifetime: Option<Duration>,
+    ) -> Result<EpochMs, ImportError> {
+        // In order; a field is only read when the ones before it are absent.
+        let given = match self.relative(raw.expires_in.as_ref(), "expires_in")? {
+            Some(t) => Some(t),
+            None => match self.relative(raw.expires_in_camel.as_ref(), "expiresIn")? {
+                Some(t) => Some(t),
+                None => match Self::absolute(raw.expires_at_camel.as_ref(), "expiresAt")? {
+                    Some(t) => Some(t),
+                    None => Self::absolute(raw.expires_at.as_ref(), "expires_at")?,
+                },
+            },
+        };
+        given
+            .or_else(|| fallback_expiry(access_token, self.now_ms, default_lifetime))
+            .ok_or(ImportError::NoExpiry)
+    }
+
+    /// The refresh token's expiry, when the response or the token says.
+    fn refresh_expiry(
+        &self,
+        raw: &Raw,
+        refresh_token: Option<&Secret>,
+    ) -> Result<Option<EpochMs>, ImportError> {
+        let given = raw.refresh_expires_in.as_ref();
+        // Keycloak sends refresh_expires_in = 0 for offline tokens that do not expire.
+        if given.and_then(Number::as_i64) == Some(0) {
+            return Ok(None);
+        }
+        Ok(self.relative(given, "refresh_expires_in")?.or_else(|| {
+            refresh_token
+                .and_then(|t| jwt::exp_seconds(t.expose()))
+                .map(|s| s.saturating_mul(1000))
+        }))
+    }
 }
 
 #[cfg(test)]

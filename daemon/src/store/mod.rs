@@ -293,38 +293,13 @@ impl Store {
         let state_dir = opts.state_dir.clone();
         prepare_state_dir(&state_dir)?;
         let dir_lock = lock_state_dir(&state_dir)?;
-
         let db_path = state_dir.join(DB_DIR);
-        let keycheck_path = state_dir.join(KEYCHECK_FILE);
-        let has_db = path_exists(&db_path)?;
-        let has_keycheck = path_exists(&keycheck_path)?;
-
-        let resolved = key::resolve(
-            opts.credentials_dir.as_deref(),
-            &opts.key_file,
-            !has_db && !has_keycheck,
-            &state_dir,
-        )?;
-        let cipher = RecordCipher::new(&resolved.key);
-        drop(resolved.key);
-        let key_source = resolved.source;
-
-        if has_keycheck {
-            verify_keycheck(&cipher, &keycheck_path, &key_source, &state_dir)?;
-        } else if has_db {
-            return Err(StoreError::KeyCheckMissing {
-                path: keycheck_path,
-                state_dir,
-            });
-        } else {
-            write_keycheck(&cipher, &state_dir)?;
-        }
+        let (cipher, key_source, key_created) = open_key(opts, &db_path)?;
 
         let db = open_sled(&db_path, &state_dir)?;
         let open_error = |e| corrupt_at_open(e, &state_dir);
         let sessions = db.open_tree(SESSIONS_TREE).map_err(open_error)?;
         let quarantine = db.open_tree(QUARANTINE_TREE).map_err(open_error)?;
-
         let opened = open_all(&cipher, &sessions).map_err(|e| match e {
             OpenAllError::Db(e) => open_error(e),
             OpenAllError::WorkerPanicked => StoreError::io(
@@ -333,39 +308,21 @@ impl Store {
                 io::Error::other("a decrypting thread panicked"),
             ),
         })?;
-        let (records, in_db) = (opened.records, opened.in_db);
-        let mut corrupt = Vec::new();
-        let mut corrupt_keys = BTreeMap::new();
-        for (raw_key, reason) in opened.failed {
-            let name = String::from_utf8_lossy(&raw_key).into_owned();
-            tracing::warn!(session = %name, %reason, "stored session is corrupt; keeping it quarantined");
-            corrupt_keys.insert(name.clone(), raw_key);
-            corrupt.push(CorruptRecord { name, reason });
-        }
-        let (names, found) = names::Names::open(&state_dir, &in_db)
+        let (names, found) = names::Names::open(&state_dir, &opened.in_db)
             .map_err(|e| StoreError::io("open", &state_dir.join(names::NAMES_FILE), e))?;
         if let Some(why) = &found.damaged {
             tracing::warn!(file = %names.path().display(), %why, "the names journal was damaged; rebuilt it from the database (a loss before this start cannot be detected)");
         }
-        for name in found.missing {
-            let reason = "the record is missing from the database although it was stored: \
-                          the database files were truncated or damaged (restore the state \
-                          directory from a backup, or `tokd rm` it and log in again)"
-                .to_owned();
-            tracing::error!(session = %name, "stored session is missing from the database; keeping it listed as corrupt");
-            corrupt_keys.insert(name.clone(), sled::IVec::from(name.as_bytes()));
-            corrupt.push(CorruptRecord { name, reason });
-        }
-        corrupt.sort_by(|a, b| a.name.cmp(&b.name));
+        let records = opened.records;
+        let (corrupt, corrupt_keys) = corrupt_records(opened.failed, found.missing);
         tracing::info!(
             state_dir = %state_dir.display(),
             key = %key_source,
-            key_created = resolved.created,
+            key_created,
             sessions = records.len(),
             corrupt = corrupt.len(),
             "store opened"
         );
-
         let writer = writer::Writer::start(db.clone(), sessions.clone()).map_err(|source| {
             StoreError::Io {
                 action: "start the writer thread for",
@@ -549,6 +506,65 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Resolves the key and checks it against the key check (written when the store is new).
+/// Nothing in the state directory is modified before the key check passes.
+fn open_key(
+    opts: &StoreOptions,
+    db_path: &Path,
+) -> Result<(RecordCipher, KeySource, bool), StoreError> {
+    let state_dir = &opts.state_dir;
+    let keycheck_path = state_dir.join(KEYCHECK_FILE);
+    let has_db = path_exists(db_path)?;
+    let has_keycheck = path_exists(&keycheck_path)?;
+    let resolved = key::resolve(
+        opts.credentials_dir.as_deref(),
+        &opts.key_file,
+        !has_db && !has_keycheck,
+        state_dir,
+    )?;
+    let cipher = RecordCipher::new(&resolved.key);
+    drop(resolved.key);
+    let key_source = resolved.source;
+    if has_keycheck {
+        verify_keycheck(&cipher, &keycheck_path, &key_source, state_dir)?;
+    } else if has_db {
+        return Err(StoreError::KeyCheckMissing {
+            path: keycheck_path,
+            state_dir: state_dir.clone(),
+        });
+    } else {
+        write_keycheck(&cipher, state_dir)?;
+    }
+    Ok((cipher, key_source, resolved.created))
+}
+
+/// The records that failed to open and the names the journal holds but sled lost, as
+/// corrupt records (sorted), and the database keys to quarantine them under.
+fn corrupt_records(
+    failed: Vec<(sled::IVec, String)>,
+    missing: Vec<String>,
+) -> (Vec<CorruptRecord>, BTreeMap<String, sled::IVec>) {
+    let mut corrupt = Vec::new();
+    let mut keys = BTreeMap::new();
+    for (raw_key, reason) in failed {
+        let name = String::from_utf8_lossy(&raw_key).into_owned();
+        tracing::warn!(session = %name, %reason, "stored session is corrupt; keeping it quarantined");
+        keys.insert(name.clone(), raw_key);
+        corrupt.push(CorruptRecord { name, reason });
+    }
+    for name in missing {
+        let reason = "the record is missing from the database although it was stored: the \
+                      database files were truncated or damaged (restore the state directory \
+                      from a backup, or `tokd rm` it and log in again)"
+            .to_owned();
+        tracing::error!(session = %name, "stored session is missing from the database; keeping it listed as corrupt");
+        keys.insert(name.clone(), sled::IVec::from(name.as_bytes()));
+        corrupt.push(CorruptRecord { name, reason });
+    }
+    corrupt.sort_by(|a, b| a.name.cmp(&b.name));
+    (corrupt, keys)
 }
 
 /// Every record of the sessions tree, opened.

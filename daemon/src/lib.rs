@@ -44,6 +44,8 @@ pub mod sinks;
 pub mod state;
 pub mod store;
 pub mod systemd;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 use std::sync::Arc;
 use std::time::Duration;

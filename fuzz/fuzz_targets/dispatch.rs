@@ -20,9 +20,9 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use libfuzzer_sys::fuzz_target;
 use tokd_daemon::DaemonState;
-use tokd_daemon::config::{Config, Overrides};
 use tokd_daemon::handlers::{Caller, Reply, dispatch};
 use tokd_daemon::server::access::Peer;
+use tokd_daemon::testing::Fixture;
 use tokd_protocol::frame::{DEFAULT_MAX_FRAME, decode_frame, decode_payload};
 use tokd_protocol::verbs::add::AddRequest;
 use tokd_protocol::verbs::list::ListRequest;
@@ -81,7 +81,7 @@ struct World {
     /// One end of a socket pair: the connection the requests "came on".
     socket: UnixStream,
     _peer_end: UnixStream,
-    _dir: tempfile::TempDir,
+    _fixture: Fixture,
 }
 
 fn world() -> &'static World {
@@ -94,43 +94,19 @@ fn world() -> &'static World {
             std::env::temp_dir()
         };
         remove_stale_dirs(&base);
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("{DIR_PREFIX}{}-", std::process::id()))
-            .tempdir_in(&base)
-            .expect("temp dir");
-        let d = dir.path();
-        let config_path = d.join("config.toml");
-        std::fs::write(
-            &config_path,
-            format!(
-                "[daemon]\nkey_file = \"{}\"\nstate_dir = \"{}\"\n{CONFIG}",
-                d.join("key").display(),
-                d.join("state").display()
-            ),
-        )
-        .expect("config file");
-        let home = d.join("home").display().to_string();
-        let env = move |key: &str| (key == "HOME").then(|| home.clone());
-        let config = Config::load_with(
-            &Overrides {
-                config_file: Some(config_path),
-                socket: Some(d.join("tokd.sock")),
-                state_dir: None,
-            },
-            &env,
-        )
-        .expect("config loads");
+        let fixture = Fixture::open(
+            Some(&base),
+            &format!("{DIR_PREFIX}{}-", std::process::id()),
+            CONFIG,
+        );
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .expect("runtime");
-        let state = runtime.block_on(async {
-            let state = tokd_daemon::open(config).expect("daemon state opens");
-            // The background refresh scheduler runs, as in the daemon.
-            state.engine().start(None);
-            state
-        });
+        let state = fixture.state.clone();
+        // The background refresh scheduler runs, as in the daemon.
+        runtime.block_on(async { state.engine().start(None) });
         let (socket, peer_end) = UnixStream::pair().expect("socket pair");
         let uid = tokd_protocol::paths::current_uid();
         let pid = i32::try_from(std::process::id()).ok();
@@ -151,7 +127,7 @@ fn world() -> &'static World {
             },
             socket,
             _peer_end: peer_end,
-            _dir: dir,
+            _fixture: fixture,
         }
     })
 }

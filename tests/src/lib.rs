@@ -585,7 +585,11 @@ pub fn run_with_stdin(mut cmd: Command, stdin: Option<&str>) -> Output {
     {
         // A command that ends before it reads its input (a refusal) closes the pipe first.
         if let Err(e) = pipe.write_all(input.as_bytes()) {
-            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "writing stdin: {e}");
+            assert_eq!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe,
+                "writing stdin: {e}"
+            );
         }
     }
     child.wait_with_output().expect("waiting for a command")

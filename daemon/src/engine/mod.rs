@@ -21,6 +21,9 @@ pub mod scheduler;
 pub mod thread;
 pub mod timing;
 
+#[cfg(test)]
+mod tests;
+
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokd_daemon::clock::OffsetClock;
-use tokd_daemon::config::{Config, Overrides};
+use tokd_daemon::testing::Fixture;
 use tokd_e2e::idp::TestIdp;
 use tokd_e2e::{idp_provider, isolate_env, run_with_stdin, wait_for};
 use tokio_util::sync::CancellationToken;
@@ -16,40 +16,24 @@ struct InProcess {
     shutdown: CancellationToken,
     served: Option<tokio::task::JoinHandle<Result<(), tokd_daemon::DaemonError>>>,
     clock: Arc<OffsetClock>,
-    dir: tempfile::TempDir,
+    fixture: Fixture,
 }
 
 impl InProcess {
     fn start(idp: &TestIdp, daemon_table: &str) -> InProcess {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let d = dir.path();
-        let config_path = d.join("config.toml");
-        std::fs::write(
-            &config_path,
-            format!(
-                "[daemon]\nkey_file = \"{}\"\nstate_dir = \"{}\"\n{daemon_table}\n{}",
-                d.join("key").display(),
-                d.join("state").display(),
-                idp_provider("idp", idp.issuer(), "")
-            ),
-        )
-        .expect("config");
-        let home = d.join("home").display().to_string();
-        let env = move |key: &str| (key == "HOME").then(|| home.clone());
-        let config = Config::load_with(
-            &Overrides {
-                config_file: Some(config_path),
-                socket: Some(d.join("tokd.sock")),
-                state_dir: None,
-            },
-            &env,
-        )
-        .expect("config loads");
-        let clock = OffsetClock::new();
+        let fixture = Fixture::open(
+            None,
+            "tokd-clock-",
+            &format!("{daemon_table}\n{}", idp_provider("idp", idp.issuer(), "")),
+        );
+        let clock = fixture.clock.clone();
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
         let shutdown = CancellationToken::new();
-        let socket = config.socket.clone();
-        let state = tokd_daemon::open_with_clock(config, clock.clone()).expect("daemon opens");
+        let socket = tokd_protocol::paths::SocketPath {
+            path: fixture.socket(),
+            source: tokd_protocol::paths::SocketSource::Flag,
+        };
+        let state = fixture.state.clone();
         // Binding registers the listener with the runtime's reactor, so it happens inside.
         let bound = runtime.block_on(async { tokd_daemon::server::socket::bind(&socket) });
         let bound = bound.expect("binds");
@@ -65,16 +49,14 @@ impl InProcess {
             shutdown,
             served: Some(served),
             clock,
-            dir,
+            fixture,
         }
     }
 
     fn tokd(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
         let mut cmd = std::process::Command::new(&tokd_e2e::binaries().tokd);
-        cmd.arg("--socket")
-            .arg(self.dir.path().join("tokd.sock"))
-            .args(args);
-        isolate_env(&mut cmd, Path::new(self.dir.path()));
+        cmd.arg("--socket").arg(self.fixture.socket()).args(args);
+        isolate_env(&mut cmd, Path::new(self.fixture.dir.path()));
         run_with_stdin(cmd, stdin)
     }
 

@@ -29,18 +29,18 @@
 
 pub mod clock;
 pub mod config;
-pub mod config_cell;
+pub(crate) mod config_cell;
 pub mod engine;
 pub mod error;
-pub mod fsutil;
+pub(crate) mod fsutil;
 pub mod handlers;
-pub mod liveness;
-pub mod login;
-pub mod providers;
-pub mod reply;
+pub(crate) mod liveness;
+pub(crate) mod login;
+pub(crate) mod providers;
+pub(crate) mod reply;
 pub mod server;
-pub mod sessions;
-pub mod sinks;
+pub(crate) mod sessions;
+pub(crate) mod sinks;
 pub mod state;
 pub mod store;
 pub mod systemd;

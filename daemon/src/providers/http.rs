@@ -126,11 +126,6 @@ impl ProxySettings {
         Some(text)
     }
 
-    /// The proxy variables that are set but ignored.
-    pub fn ignored(&self) -> &[&'static str] {
-        &self.ignored
-    }
-
     /// The reqwest proxy: https destinations only, `NO_PROXY` and loopback excepted.
     fn reqwest_proxy(&self) -> Result<Option<reqwest::Proxy>, String> {
         let Some(url) = &self.https else {
@@ -427,7 +422,7 @@ mod tests {
             text,
             "https via http://proxy.corp:3128 (no_proxy: idp.corp, .internal)"
         );
-        assert_eq!(s.ignored(), ["HTTP_PROXY", "all_proxy"]);
+        assert_eq!(s.ignored, ["HTTP_PROXY", "all_proxy"]);
         let debug = format!("{s:?}");
         for secret in ["alice", "pa55word", "bob", "hunter2"] {
             assert!(!debug.contains(secret) && !text.contains(secret), "{debug}");
@@ -439,7 +434,7 @@ mod tests {
         );
         let none = settings(&[("http_proxy", "http://p:1"), ("NO_PROXY", "x")]).expect("ok");
         assert_eq!(none.description(), None);
-        assert_eq!(none.ignored(), ["http_proxy"]);
+        assert_eq!(none.ignored, ["http_proxy"]);
         let err = settings(&[("HTTPS_PROXY", "socks5://carol:s3cr3t@p:1080")]).expect_err("socks");
         assert!(
             err.contains("HTTPS_PROXY") && !err.contains("s3cr3t"),

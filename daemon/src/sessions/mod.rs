@@ -34,7 +34,7 @@ use crate::config::{Config, Grant};
 use crate::store::{Loaded, SessionRecord, Store, StoreError};
 use events::Events;
 use import::TokenSet;
-pub use state::{Flight, Prior, RefreshResult, RefreshState, Trouble};
+pub use state::{Prior, RefreshResult, RefreshState, Trouble};
 
 /// Most attributes one session may carry, and the longest key or value.
 const MAX_ATTRS: usize = 32;

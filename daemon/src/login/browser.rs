@@ -22,8 +22,9 @@ use crate::sessions::import::TokenSet;
 
 /// The most a browser's request to the loopback listener may be.
 const MAX_REQUEST: usize = 16 * 1024;
-/// How long one browser connection may take to send its request.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one browser connection may take to send its request: a browser sends it as soon
+/// as it has connected.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs the browser flow to its end.
 ///
@@ -130,17 +131,26 @@ const MAX_PENDING: usize = 16;
 /// Waits for the browser's redirect to `/callback` carrying this login's `state`, answers it,
 /// and returns the code. Connections are read concurrently (a silent one cannot hold up the
 /// real redirect), and anything without the right `state` is answered and ignored: another
-/// local process cannot end or steer the login.
+/// local process cannot end or steer the login. A connection gets [`REQUEST_TIMEOUT`] to
+/// send its request, and at the cap the oldest one waiting makes room for a newcomer: a
+/// browser sends its request as soon as it connects, so a flood of silent connections can
+/// never keep the redirect out.
 async fn receive_code(listener: &TcpListener, expected_state: &str) -> Result<Secret, ErrorReply> {
     let mut pending = tokio::task::JoinSet::new();
+    let mut oldest_first = std::collections::VecDeque::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) if pending.len() < MAX_PENDING => {
+                Ok((stream, _)) => {
+                    if pending.len() >= MAX_PENDING
+                        && let Some(oldest) = oldest_first.pop_front()
+                    {
+                        tokio::task::AbortHandle::abort(&oldest);
+                    }
                     let expected = expected_state.to_owned();
-                    pending.spawn(async move { handle(stream, &expected).await });
+                    oldest_first.push_back(pending.spawn(async move { handle(stream, &expected).await }));
+                    oldest_first.retain(|task: &tokio::task::AbortHandle| !task.is_finished());
                 }
-                Ok(_) => {} // over the cap: dropped, the browser retries
                 Err(e) => {
                     tracing::debug!(error = %e, "loopback accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;

@@ -293,3 +293,39 @@ fn a_login_cancelled_during_its_token_request_still_stores_what_the_provider_iss
     assert!(idp.is_active(&token).expect("introspect"));
     assert_eq!(d.session_json("work")["has_refresh_token"], true);
 }
+
+#[test]
+fn a_flood_of_silent_connections_cannot_keep_the_browser_redirect_out() {
+    let idp = idp();
+    let d = daemon(&idp);
+    let mut login = d.spawn_tokd_piped(&[
+        "login",
+        "web",
+        "--provider",
+        "idp",
+        "--browser",
+        "--no-browser",
+    ]);
+    let url = read_prompt(&mut login, login_url);
+    let redirect = url::Url::parse(&url)
+        .expect("url")
+        .query_pairs()
+        .find(|(k, _)| k == "redirect_uri")
+        .map(|(_, v)| v.into_owned())
+        .expect("a redirect_uri");
+    let port = url::Url::parse(&redirect)
+        .expect("redirect uri")
+        .port()
+        .expect("a port");
+    // Another local user opens more silent connections than the listener reads at once.
+    let flood: Vec<std::net::TcpStream> = (0..40)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).expect("connects"))
+        .collect();
+    let page = idp
+        .play_browser(&url)
+        .expect("the browser's redirect gets through");
+    assert!(page.contains("You can close this tab"), "{page}");
+    let (status, out) = finish(login);
+    assert_eq!(status, Some(0), "{out}");
+    drop(flood);
+}

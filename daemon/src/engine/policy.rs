@@ -1,6 +1,6 @@
 //! What the outcome of a refresh attempt means: one pure function from (the record, what
 //! the attempt started from, what came back) to (the next state, what to persist first,
-//! the audit line and event, the answer for the waiters). It is the README's "what each
+//! the audit line and event, the answer for the waiters). It is docs/refreshing.md's "what each
 //! answer of a provider does" table and the crash-window rules, in code; the tests below
 //! walk them row by row.
 
@@ -352,7 +352,7 @@ fn retry_later(
 
 #[cfg(test)]
 mod tests {
-    //! One test per row of the README's "what each answer of a provider does" table, and
+    //! One test per row of docs/refreshing.md's "what each answer of a provider does" table, and
     //! per crash-window rule.
 
     use std::time::Duration;

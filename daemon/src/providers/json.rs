@@ -239,7 +239,7 @@ pub async fn refresh(
     )
 }
 
-/// Classifies a JSON refresh endpoint's answer (see the README's table). `secrets` (what
+/// Classifies a JSON refresh endpoint's answer (see the table in docs/refreshing.md). `secrets` (what
 /// the request carried: the refresh token, secret-like header values) are blanked out of
 /// the error code before it reaches a message.
 ///

@@ -251,7 +251,7 @@ pub fn error_code(answer: &Answer) -> Option<String> {
 /// some providers answer `200 {"error": "invalid_grant"}`.
 ///
 /// # Errors
-/// See the module docs and the README's table.
+/// See the module docs and the table in docs/refreshing.md.
 pub fn interpret(
     answer: &Answer,
     sent_at: EpochMs,

@@ -175,6 +175,8 @@ struct Settings {
     scale_gets: usize,
     /// Runs of `tokd status --json` per scale point.
     status_runs: usize,
+    /// One-shot `tokd add`s timed per scale point.
+    scale_adds: usize,
     /// How long the post-storm idle probe runs.
     idle_probe: Duration,
 }
@@ -197,9 +199,9 @@ impl Settings {
         };
         let mut scale = cli.scale.clone().unwrap_or_else(|| {
             if smoke {
-                vec![100, 1_000]
+                vec![10, 100, 1_000]
             } else {
-                vec![1_000, 10_000, 100_000]
+                vec![10, 1_000, 10_000, 100_000]
             }
         });
         scale.sort_unstable();
@@ -225,6 +227,7 @@ impl Settings {
             idle: Duration::from_secs_f64(cli.idle_secs.unwrap_or(pick(10.0, 1.0))),
             scale_gets: if smoke { 200 } else { 5_000 },
             status_runs: if smoke { 1 } else { 3 },
+            scale_adds: if smoke { 3 } else { 21 },
             idle_probe: Duration::from_secs_f64(pick(10.0, 1.0)),
         })
     }
@@ -1759,6 +1762,38 @@ fn populate_offline(
     Ok(())
 }
 
+/// Times `runs` one-shot `tokd add` processes, each importing a new session (with a refresh
+/// token of its own) into a daemon holding `n`; removes them afterwards, untimed.
+fn time_adds(d: &Daemon, bins: &Bins, n: usize, runs: usize) -> Result<Vec<f64>> {
+    let mut rng = Rng::new(0xadd0 + n as u64);
+    let mut ms = Vec::with_capacity(runs);
+    let names: Vec<String> = (0..runs).map(|k| format!("bench-add-{k}")).collect();
+    for (k, name) in names.iter().enumerate() {
+        let body = token_response(n + k, 30 * 24 * 3600, &mut rng);
+        let mut cmd = d.tokd(bins, &["add", name, "--provider", "corp"]);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let t = Instant::now();
+        let mut child = cmd.spawn()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            std::io::Write::write_all(&mut stdin, body.as_bytes())?;
+        }
+        let out = child.wait_with_output()?;
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        ensure!(
+            out.status.success(),
+            "tokd add failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for name in &names {
+        let out = d.tokd(bins, &["rm", name]).output()?;
+        ensure!(out.status.success(), "tokd rm {name} failed");
+    }
+    Ok(ms)
+}
+
 fn scale_section(
     report: &mut Report,
     rt: &tokio::runtime::Runtime,
@@ -1775,7 +1810,7 @@ fn scale_section(
     );
     let _ = writeln!(
         t,
-        "{:>8} {:>11} {:>10} {:>9} {:>9} {:>9} {:>9} {:>12} {:>10} {:>10} {:>8}",
+        "{:>8} {:>11} {:>10} {:>9} {:>9} {:>9} {:>9} {:>12} {:>8} {:>10} {:>10} {:>8}",
         "sessions",
         "populate s",
         "start→get",
@@ -1784,6 +1819,7 @@ fn scale_section(
         "peak RSS",
         "disk",
         "status json",
+        "add",
         "get p50",
         "get p99",
         "stop"
@@ -1852,11 +1888,12 @@ fn scale_section(
             }
         }
         let hwm = status_kb(pid, "VmHWM:")?;
+        let add_ms = time_adds(&d, bins, n, s.scale_adds)?;
         let (disk, apparent) = disk_usage(&dir.join("state"));
         let stop = d.stop()?;
         let valid = states.get("valid").copied().unwrap_or(0);
         let row = format!(
-            "{:>8} {:>11.1} {:>8.0}ms {:>9} {:>9} {:>9} {:>9} {:>10.0}ms {:>8.1}µs {:>8.1}µs {:>6.0}ms{}",
+            "{:>8} {:>11.1} {:>8.0}ms {:>9} {:>9} {:>9} {:>9} {:>10.0}ms {:>6.2}ms {:>8.1}µs {:>8.1}µs {:>6.0}ms{}",
             n,
             populate_s,
             start_ms,
@@ -1865,6 +1902,7 @@ fn scale_section(
             mib(hwm),
             mib(disk / 1024),
             median(&status_ms),
+            median(&add_ms),
             lat.p50_us,
             lat.p99_us,
             stop.as_secs_f64() * 1000.0,
@@ -1880,13 +1918,13 @@ fn scale_section(
             "sessions": n, "populate_s": populate_s, "start_to_first_get_ms": start_ms,
             "rss_kb": rss, "pss_kb": pss, "vm_hwm_kb_after_status": hwm,
             "disk_bytes": disk, "disk_apparent_bytes": apparent,
-            "status_json_ms": status_ms, "status_json_bytes": status_bytes,
+            "status_json_ms": status_ms, "status_json_bytes": status_bytes, "add_ms": add_ms,
             "status_states": states, "get": lat, "stop_ms": stop.as_secs_f64() * 1000.0,
         }));
     }
     let _ = write!(
         t,
-        "(start→get: spawn to the first successful one-shot get; RSS/PSS 0.3 s after that; peak RSS after `status --json`; disk: allocated bytes of the state dir; stop: SIGTERM to exit)"
+        "(start→get: spawn to the first successful one-shot get; RSS/PSS 0.3 s after that; peak RSS after `status --json`; add: median of one-shot `tokd add` processes importing a new session, each removed again afterwards; disk: allocated bytes of the state dir; stop: SIGTERM to exit)"
     );
     report.text_line(&t);
     report.json.insert("scale".into(), Value::Array(rows));

@@ -94,6 +94,29 @@ pub struct DaemonSection {
     /// Keep the process dumpable (core dumps, ptrace by the same user): off by default,
     /// because the daemon's memory holds every token.
     pub allow_core_dumps: Option<bool>,
+    /// How long a login waits for the user (default 5 min; `tokd login --timeout` wins).
+    pub login_timeout: Option<HumanDuration>,
+    /// A shell command run when a session needs you (see `notify.rs`).
+    pub notify_command: Option<String>,
+    /// Refresh failures in a row that make a notification (default 3).
+    pub notify_after_failures: Option<u32>,
+    /// Also notify this long before a refresh token expires.
+    pub notify_before_refresh_expiry: Option<HumanDuration>,
+    /// How long the notify command may run (default 30 s).
+    pub notify_timeout: Option<HumanDuration>,
+}
+
+/// When and how a session that needs you is announced.
+#[derive(Debug, Clone)]
+pub struct NotifySettings {
+    /// The shell command; `None`: no notifications.
+    pub command: Option<String>,
+    /// Refresh failures in a row that make a notification.
+    pub after_failures: u32,
+    /// Notify this long before a refresh token expires.
+    pub before_refresh_expiry: Option<Duration>,
+    /// How long the command may run.
+    pub timeout: Duration,
 }
 
 /// How a provider obtains tokens.
@@ -192,6 +215,9 @@ pub struct ProviderConfig {
     pub max_concurrent_refreshes: Option<usize>,
     /// Total time a token request may take (default 30 s).
     pub request_timeout: Option<HumanDuration>,
+    /// The loopback port of the browser login's redirect URI, for providers that demand an
+    /// exact `http://127.0.0.1:PORT/callback` (default: any free port, RFC 8252 §7.3).
+    pub redirect_port: Option<u16>,
     /// JSON kind: the refresh URL.
     pub refresh_url: Option<String>,
     /// JSON kind: request body fields, templated (`{refresh_token}`, `{attr.NAME}`).
@@ -291,6 +317,10 @@ pub struct Config {
     pub clock_check: Duration,
     /// Keep the process dumpable.
     pub allow_core_dumps: bool,
+    /// How long a login waits for the user, unless the request says.
+    pub login_timeout: Duration,
+    /// When a session that needs you is announced.
+    pub notify: NotifySettings,
     /// Providers by name.
     pub providers: BTreeMap<String, ProviderConfig>,
     /// Per-session settings by name.
@@ -332,6 +362,11 @@ impl Config {
             .unwrap_or_default()
     }
 }
+
+/// How long a login waits for the user by default.
+pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// The longest a login may wait for the user.
+pub const MAX_LOGIN_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 
 /// What the command line can override.
 #[derive(Debug, Clone, Default)]
@@ -414,6 +449,19 @@ impl Config {
             max_concurrent_refreshes,
             log: d.log.clone(),
             allow_core_dumps: d.allow_core_dumps.unwrap_or(false),
+            notify: NotifySettings {
+                command: d.notify_command.clone().filter(|c| !c.trim().is_empty()),
+                after_failures: d.notify_after_failures.unwrap_or(3).max(1),
+                before_refresh_expiry: d.notify_before_refresh_expiry.map(|h| h.0),
+                timeout: d
+                    .notify_timeout
+                    .map_or(Duration::from_secs(30), |h| h.0)
+                    .clamp(Duration::from_secs(1), Duration::from_secs(600)),
+            },
+            login_timeout: d
+                .login_timeout
+                .map_or(DEFAULT_LOGIN_TIMEOUT, |h| h.0)
+                .clamp(Duration::from_secs(10), MAX_LOGIN_TIMEOUT),
             clock_check: d
                 .clock_check_interval
                 .map_or(Duration::from_secs(60), |h| h.0)

@@ -22,6 +22,8 @@
 //! - [`sinks`]: token files, kept in step by a task of their own.
 //! - [`systemd`]: socket activation, `READY=1`/`STATUS=`/`WATCHDOG=1`/`STOPPING=1`;
 //!   [`liveness`]: the probes the watchdog pings on.
+//! - `notify`: the command run when a session needs you.
+//! - `timing`: the refresh policy's arithmetic (due time, jitter, minimum interval, backoff).
 //! - [`fsutil`]: the atomic file write.
 //!
 //! [`run`] is the one entry point shared by `main` and the tests: it takes a listener and a
@@ -36,6 +38,7 @@ pub(crate) mod fsutil;
 pub mod handlers;
 pub(crate) mod liveness;
 pub(crate) mod login;
+pub(crate) mod notify;
 pub(crate) mod providers;
 pub(crate) mod reply;
 pub mod server;
@@ -46,6 +49,7 @@ pub mod store;
 pub mod systemd;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub(crate) mod timing;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -141,7 +145,7 @@ fn apply_config(
     new.log = old.log.clone();
     let count = new.providers.len();
     state.replace_config(new, providers);
-    state.engine().on_reload();
+    state.engine().on_reload(&snapshot);
     // The token files follow the new config (their task waits for this).
     state.reloaded().notify_one();
     tracing::info!(providers = count, "config reloaded");
@@ -197,6 +201,13 @@ pub async fn run(
     listener: UnixListener,
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
+    if let Some(path) = listener
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
+    {
+        state.listening_on(path);
+    }
     let (live, accept_probe, scheduler_probe) = liveness::liveness();
     state.engine().start(Some(scheduler_probe));
     let tracker = TaskTracker::new();
@@ -219,6 +230,11 @@ pub async fn run(
         state.settings_cell().clone(),
         state.reloaded().clone(),
     );
+    let notifier = notify::Notifier::spawn(
+        state.sessions().clone(),
+        state.settings_cell().clone(),
+        helpers.clone(),
+    );
     if let Some(interval) = sd_notify::watchdog_enabled() {
         tokio::spawn(liveness::watchdog(live, interval, helpers.clone()));
     }
@@ -235,6 +251,7 @@ pub async fn run(
         shutdown.cancel();
     }
     helpers.cancel();
+    let _ = notifier.await;
     systemd::notify_stopping();
     tracing::info!("shutting down: no new connections");
     state.engine().shutdown().await;

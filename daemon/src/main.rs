@@ -92,7 +92,7 @@ fn main() -> ExitCode {
     match runtime.block_on(serve(config, overrides, activated)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "tokd-daemon stopped");
+            // One line, once: logging writes to the same stderr.
             eprintln!("tokd-daemon: {e:#}");
             ExitCode::from(
                 e.downcast_ref::<tokd_daemon::DaemonError>()

@@ -5,7 +5,8 @@
 use std::pin::Pin;
 
 use futures_util::Stream;
-use tokd_protocol::Response;
+use tokd_protocol::{Request, Response};
+use tokio::sync::mpsc;
 
 /// A streamed answer (`watch`, `login`): frames until the stream ends.
 pub type ResponseStream = Pin<Box<dyn Stream<Item = Response> + Send>>;
@@ -19,4 +20,7 @@ pub enum Reply {
     One(Response),
     /// A stream of answer frames; the connection ends with it.
     Stream(ResponseStream),
+    /// A stream of answer frames that also takes the client's frames while it runs (a
+    /// login: the address a browser on another machine was redirected to).
+    Conversation(ResponseStream, mpsc::Sender<Request>),
 }

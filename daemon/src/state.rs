@@ -35,6 +35,8 @@ pub struct DaemonState {
     /// Poked after each config reload that was taken, for the parts that follow the config
     /// on their own (the token files).
     reloaded: Arc<tokio::sync::Notify>,
+    /// The socket actually served (the one systemd passed, under socket activation).
+    listening_on: std::sync::OnceLock<String>,
 }
 
 impl DaemonState {
@@ -57,6 +59,7 @@ impl DaemonState {
             started: Instant::now(),
             last_rejected_reload: Mutex::new(None),
             reloaded: Arc::new(tokio::sync::Notify::new()),
+            listening_on: std::sync::OnceLock::new(),
         }
     }
 
@@ -110,6 +113,12 @@ impl DaemonState {
         self.settings.replace(config, providers);
     }
 
+    /// Notes the socket the daemon serves, for `status` (under socket activation it is the
+    /// one systemd passed, not the configured path).
+    pub fn listening_on(&self, socket: String) {
+        let _ = self.listening_on.set(socket);
+    }
+
     /// Notes a rejected reload (when, why) for `status`.
     pub fn reload_rejected(&self, error: String) {
         let rejected = RejectedReload {
@@ -131,7 +140,11 @@ impl DaemonState {
             protocol_minor: PROTOCOL_MINOR,
             pid: std::process::id(),
             uptime_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            socket: config.socket.path.display().to_string(),
+            socket: self
+                .listening_on
+                .get()
+                .cloned()
+                .unwrap_or_else(|| config.socket.path.display().to_string()),
             state_dir: self.store().state_dir().display().to_string(),
             key_source: self.store().key_source().to_string(),
             config_file: config.config_file.as_ref().map(|p| p.display().to_string()),

@@ -100,6 +100,9 @@ pub struct SessionStatus {
     /// The tokens derived from this session's grant for other audiences, resources or
     /// scopes (protocol 1.1).
     pub derived: Vec<DerivedStatus>,
+    /// The earliest time the next refresh may be sent (the minimum interval between two
+    /// refreshes), when that is still to come (protocol 1.1).
+    pub refresh_allowed_at_ms: Option<EpochMs>,
 }
 
 /// What a token is for beyond its session: an audience, resource indicators (RFC 8707)

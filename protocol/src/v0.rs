@@ -96,6 +96,7 @@ impl From<SessionStatus> for types::SessionStatus {
             resource: None,
             registered_client: false,
             derived: Vec::new(),
+            refresh_allowed_at_ms: None,
         }
     }
 }

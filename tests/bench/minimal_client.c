@@ -6,7 +6,8 @@
  * HEXBYTES is the hello frame and the get frame, built by the benchmark with the protocol
  * crate. The client connects, sends them in one write, reads the two answer frames (4-byte
  * big-endian length, then the payload) and prints the access token: the answer is bincode
- * `Response::Token` (variant 1), whose first field is the token as a varint-length string.
+ * `Response::Token` (variant 1, protocol 1.0) or `Response::Token2` (variant 14, protocol 1.1),
+ * whose first field is in both the token as a varint-length string.
  * Exit 0 on success, 1 on any other answer, 2 on usage errors, 3 when it cannot connect.
  */
 #include <stdint.h>
@@ -88,7 +89,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "hello refused\n");
         return 1;
     }
-    if (tlen < 2 || ans[0] != 1) {
+    if (tlen < 2 || (ans[0] != 1 && ans[0] != 14)) {
         fprintf(stderr, "not a token answer\n");
         return 1;
     }

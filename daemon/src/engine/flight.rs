@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::policy::{self, Attempted, Report, Settled};
-use super::{Inner, Trigger, timing};
+use super::{Inner, Trigger};
 use crate::config::Grant;
 use crate::config_cell::Snapshot;
 use crate::providers::{Provider, ProviderError, TokenGrant, TokenRequest};
@@ -21,6 +21,7 @@ use crate::sessions::{
     Contents, Prior, RefreshResult, RefreshState, Session, audit, lifetime_ms, random_jitter,
 };
 use crate::store::SessionRecord;
+use crate::timing;
 
 /// Starts a refresh of `session` or joins the one in flight. `None` when the session cannot
 /// be refreshed (terminal, no refresh token, unknown provider, corrupt, being logged out),

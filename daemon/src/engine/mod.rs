@@ -8,7 +8,7 @@
 //! - [`flight`]: single flight — one refresh task per session, its permits, the attempt.
 //! - [`policy`]: what an attempt's outcome means, as one pure function.
 //! - [`plan`]: when each session is looked at next, and the scheduler loop.
-//! - [`scheduler`]: the deadline queue; [`timing`]: the policy's arithmetic; [`thread`]:
+//! - [`scheduler`]: the deadline queue; [`crate::timing`]: the policy's arithmetic; [`thread`]:
 //!   the engine's own thread and runtime.
 //!
 //! The engine's context is narrow: the sessions, the settings cell and (through the
@@ -19,7 +19,6 @@ mod plan;
 pub mod policy;
 pub mod scheduler;
 pub mod thread;
-pub mod timing;
 
 #[cfg(test)]
 mod tests;
@@ -34,10 +33,10 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config_cell::ConfigCell;
+use crate::config_cell::{ConfigCell, Snapshot};
 use crate::sessions::{
-    Contents, NewSession, RefreshState, Removal, Session, SessionError, Sessions, human_ms,
-    status_of,
+    Contents, NewSession, RefreshState, Removal, Session, SessionError, Sessions, audit, human_ms,
+    lifetime_ms, status_of,
 };
 use scheduler::Scheduler;
 
@@ -163,16 +162,31 @@ impl Engine {
     /// After a config reload: sessions that needed a config fix are tried again at once, and
     /// every session is planned again with the new settings on the engine's thread, so a
     /// reload with many sessions never holds up a serving worker.
-    pub fn on_reload(&self) {
+    pub fn on_reload(&self, before: &Snapshot) {
         let inner = &self.inner;
         let sessions = inner.sessions.all();
         let now = inner.sessions.now();
+        let after = inner.settings.current();
         for session in &sessions {
-            let retried = session
-                .with_live(|live| retry_after_config_change(&mut live.refresh, now))
-                .unwrap_or(false);
+            let (retried, provider) = session
+                .with_live(|live| {
+                    (
+                        retry_after_config_change(&mut live.refresh, now),
+                        live.record.provider.clone(),
+                    )
+                })
+                .unwrap_or((false, String::new()));
             if retried {
                 tracing::info!(session = %session.name, "config reloaded; trying the session again");
+            }
+            // A provider the reload removed: its sessions need a config fix now.
+            if before.config.providers.contains_key(&provider)
+                && !after.config.providers.contains_key(&provider)
+            {
+                let reason = format!(
+                    "provider {provider:?} is not configured; add it to the config and reload"
+                );
+                audit::needs_config(inner.sessions.events(), &session.name, &provider, &reason);
             }
         }
         let engine = inner.clone();
@@ -303,6 +317,15 @@ impl Engine {
         match &cached {
             Ok(token) if token.meets_min_valid && !unsettled => return cached,
             Err(SessionError::Corrupt { .. }) => return cached,
+            Ok(_) if !unsettled => {
+                if let Some(notice) = beyond_any_token(&session, req) {
+                    // No refresh can help: say so instead of waiting for one.
+                    return cached.map(|mut token| {
+                        token.notice = Some(notice);
+                        token
+                    });
+                }
+            }
             _ => {}
         }
         if let Some(mut rx) = flight::start_or_join(&self.inner, &session, Trigger::OnDemand) {
@@ -397,6 +420,22 @@ impl Engine {
             ),
         }
     }
+}
+
+/// When `req.min_valid_ms` is longer than the session's tokens live, no refresh can meet it:
+/// the notice that says so.
+fn beyond_any_token(session: &Session, req: &GetRequest) -> Option<String> {
+    let lifetime = session.with_live(|live| lifetime_ms(&live.record))?;
+    let asked = i64::try_from(req.min_valid_ms).unwrap_or(i64::MAX);
+    (lifetime > 0 && asked > lifetime).then(|| {
+        format!(
+            "no token of session {:?} can stay valid for {}: its provider issues tokens that \
+             live {}; answering the current one",
+            req.name,
+            human_ms(asked),
+            human_ms(lifetime)
+        )
+    })
 }
 
 /// Clears a "needs config" verdict so that the next plan tries the session again; the config

@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use tokd_protocol::EpochMs;
 
-use super::{Inner, Trigger, flight, timing};
+use super::{Inner, Trigger, flight};
 use crate::providers::Providers;
 use crate::sessions::{Live, RefreshState, Session, audit, lifetime_ms};
+use crate::timing;
 
 /// Plans the next look at `session`.
 pub(super) fn plan(engine: &Inner, session: &Session) {

@@ -6,11 +6,11 @@
 
 use tokd_protocol::{EpochMs, ErrorCode, ErrorReply};
 
-use super::timing;
 use crate::providers::ProviderError;
 use crate::sessions::import::TokenSet;
 use crate::sessions::{Prior, RefreshResult, RefreshState, Trouble, human_ms};
 use crate::store::SessionRecord;
+use crate::timing;
 
 /// What a refresh attempt brought back.
 #[derive(Debug)]

@@ -11,5 +11,6 @@ pub(super) fn handle(req: LoginRequest, state: &DaemonState) -> Reply {
         engine: state.engine().clone(),
         snapshot: state.settings(),
     };
-    Reply::Stream(crate::login::start(ctx, req))
+    let (stream, input) = crate::login::start(ctx, req);
+    Reply::Conversation(stream, input)
 }

@@ -11,11 +11,10 @@ use tokd_protocol::verbs::login::LoginPrompt;
 use tokd_protocol::{ErrorCode, ErrorReply, Response, Secret};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use url::Url;
 
-use super::{
-    LOGIN_TIMEOUT, Login, Prompts, prompt, provider_failed, required_endpoint, unless_cancelled,
-};
+use super::{Login, Prompts, prompt, provider_failed, required_endpoint, unless_cancelled};
 use crate::providers::oauth2;
 use crate::providers::{Provider, TokenGrant, http};
 use crate::sessions::import::TokenSet;
@@ -26,7 +25,9 @@ const MAX_REQUEST: usize = 16 * 1024;
 /// as it has connected.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Runs the browser flow to its end.
+/// Runs the browser flow to its end: the redirect reaches the loopback listener, or the user
+/// pastes the address the browser was sent to (`pasted`, when the browser runs on another
+/// machine), whichever comes first within `timeout`.
 ///
 /// # Errors
 /// The provider refused, the user denied, the state did not match, or the time ran out.
@@ -35,57 +36,21 @@ pub async fn run(
     provider: &Arc<Provider>,
     open_browser: bool,
     prompts: &Prompts,
+    timeout: Duration,
+    pasted: Option<mpsc::Receiver<Secret>>,
 ) -> Result<(TokenSet, String), ErrorReply> {
     let (client, endpoints, token_url) = super::resolve(ctx, provider).await?;
     let authorize = required_endpoint(provider, endpoints.authorization, "authorization_endpoint")?;
-
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(|e| {
-        ErrorReply::new(
-            ErrorCode::Internal,
-            format!("cannot listen on 127.0.0.1: {e}"),
-        )
-    })?;
+    let listener = bind(provider.config.redirect_port).await?;
     let port = listener
         .local_addr()
         .map_err(|e| ErrorReply::new(ErrorCode::Internal, e.to_string()))?
         .port();
-    let redirect_uri = format!("http://127.0.0.1:{port}/callback");
-    let verifier = Secret::new(random_b64(32));
-    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.expose().as_bytes()));
-    let expected_state = random_b64(16);
-
-    let mut url = authorize.clone();
-    {
-        let cfg = &provider.config;
-        let mut q = url.query_pairs_mut();
-        q.append_pair("response_type", "code")
-            .append_pair("client_id", cfg.client_id.as_deref().unwrap_or_default())
-            .append_pair("redirect_uri", &redirect_uri)
-            .append_pair("state", &expected_state)
-            .append_pair("code_challenge", &challenge)
-            .append_pair("code_challenge_method", "S256");
-        // Scope, audience, resource and the extra parameters, as on every token request
-        // (config validation keeps the extra ones from naming a parameter set here).
-        let mut extras = Vec::new();
-        oauth2::push_scope_and_extras(cfg, &mut extras);
-        for (k, v) in &extras {
-            q.append_pair(k, v);
-        }
-        // OpenID Connect Core §11: offline_access needs prompt=consent, or providers drop it
-        // and issue no refresh token. A configured prompt wins.
-        if cfg
-            .scope
-            .as_deref()
-            .is_some_and(|scope| scope.split(' ').any(|s| s == "offline_access"))
-            && !cfg.extra_params.contains_key("prompt")
-        {
-            q.append_pair("prompt", "consent");
-        }
-    }
+    let request = AuthorizationRequest::new(&authorize, provider, port);
     let shown = prompt(
         prompts,
         Response::LoginPrompt(LoginPrompt::Browser {
-            url: url.to_string(),
+            url: request.url.to_string(),
             open: open_browser,
         }),
     )
@@ -93,36 +58,172 @@ pub async fn run(
     if !shown {
         return Err(ErrorReply::new(ErrorCode::Invalid, "the client went away"));
     }
-
     let waiting = async {
-        tokio::time::timeout(LOGIN_TIMEOUT, receive_code(&listener, &expected_state))
-            .await
-            .map_err(|_| {
-                ErrorReply::new(
-                    ErrorCode::Timeout,
-                    "no answer from the browser in time; run `tokd login` again",
-                )
-            })?
+        let code = wait_for_code(&listener, &request.state, pasted);
+        tokio::time::timeout(timeout, code).await.map_err(|_| {
+            ErrorReply::new(
+                ErrorCode::Timeout,
+                format!(
+                    "the login was not completed within {} (no answer from the browser); run \
+                     `tokd login` again",
+                    crate::sessions::human_ms(i64::try_from(timeout.as_millis()).unwrap_or(0))
+                ),
+            )
+        })?
     };
     // From here on the code is spent at the provider: the exchange is seen through.
     let code = unless_cancelled(prompts, waiting).await?;
     drop(listener);
-    let sent_at = ctx.now();
     let tokens = oauth2::token_request(
         provider,
         &client,
         &token_url,
         &TokenGrant::AuthorizationCode {
             code: &code,
-            redirect_uri: &redirect_uri,
-            code_verifier: &verifier,
+            redirect_uri: &request.redirect_uri,
+            code_verifier: &request.verifier,
         },
         &provider.config.headers,
-        sent_at,
+        ctx.now(),
     )
     .await
     .map_err(|e| provider_failed("code exchange", e))?;
     Ok((tokens, http::origin(&token_url)))
+}
+
+/// The loopback listener of the redirect: 127.0.0.1 on `port`, or any free port.
+async fn bind(port: Option<u16>) -> Result<TcpListener, ErrorReply> {
+    TcpListener::bind(("127.0.0.1", port.unwrap_or(0)))
+        .await
+        .map_err(|e| {
+            ErrorReply::new(
+                ErrorCode::Internal,
+                match port {
+                    Some(port) => format!(
+                        "cannot listen on 127.0.0.1:{port} for the redirect ({e}); is another \
+                         login running, or does another program use the port?"
+                    ),
+                    None => format!("cannot listen on 127.0.0.1: {e}"),
+                },
+            )
+        })
+}
+
+/// One authorization request (RFC 6749 §4.1.1 with RFC 7636's S256 challenge): its URL and
+/// what the answer is checked and exchanged with.
+struct AuthorizationRequest {
+    url: Url,
+    redirect_uri: String,
+    state: String,
+    verifier: Secret,
+}
+
+impl AuthorizationRequest {
+    fn new(authorize: &Url, provider: &Provider, port: u16) -> AuthorizationRequest {
+        let redirect_uri = format!("http://127.0.0.1:{port}/callback");
+        let verifier = Secret::new(random_b64(32));
+        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.expose().as_bytes()));
+        let state = random_b64(16);
+        let mut url = authorize.clone();
+        {
+            let cfg = &provider.config;
+            let mut q = url.query_pairs_mut();
+            q.append_pair("response_type", "code")
+                .append_pair("client_id", cfg.client_id.as_deref().unwrap_or_default())
+                .append_pair("redirect_uri", &redirect_uri)
+                .append_pair("state", &state)
+                .append_pair("code_challenge", &challenge)
+                .append_pair("code_challenge_method", "S256");
+            // Scope, audience, resource and the extra parameters, as on every token request
+            // (config validation keeps the extra ones from naming a parameter set here).
+            let mut extras = Vec::new();
+            oauth2::push_scope_and_extras(cfg, &mut extras);
+            for (k, v) in &extras {
+                q.append_pair(k, v);
+            }
+            // OpenID Connect Core §11: offline_access needs prompt=consent, or providers drop
+            // it and issue no refresh token. A configured prompt wins.
+            if cfg
+                .scope
+                .as_deref()
+                .is_some_and(|scope| scope.split(' ').any(|s| s == "offline_access"))
+                && !cfg.extra_params.contains_key("prompt")
+            {
+                q.append_pair("prompt", "consent");
+            }
+        }
+        AuthorizationRequest {
+            url,
+            redirect_uri,
+            state,
+            verifier,
+        }
+    }
+}
+
+/// The code, from the browser's redirect to the listener or from an address the user
+/// pasted, whichever carries this login's `state` first.
+async fn wait_for_code(
+    listener: &TcpListener,
+    expected_state: &str,
+    mut pasted: Option<mpsc::Receiver<Secret>>,
+) -> Result<Secret, ErrorReply> {
+    let redirect = receive_code(listener, expected_state);
+    tokio::pin!(redirect);
+    loop {
+        let next_paste = async {
+            match pasted.as_mut() {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            code = &mut redirect => return code,
+            url = next_paste => match url {
+                Some(url) => {
+                    if let Some(answer) = answer_of(url.expose(), expected_state) {
+                        return answer;
+                    }
+                    tracing::info!("a pasted address was not this login's redirect; waiting on");
+                }
+                // The client stopped sending (it pasted nothing): the listener may still hear.
+                None => pasted = None,
+            },
+        }
+    }
+}
+
+/// What a redirect's address says, if it carries this login's `state`: its code, or the
+/// error the provider put there (RFC 6749 §4.1.2.1).
+fn answer_of(address: &str, expected_state: &str) -> Option<Result<Secret, ErrorReply>> {
+    let url = Url::parse(address.trim())
+        .or_else(|_| Url::parse(&format!("http://127.0.0.1{}", address.trim())))
+        .ok()?;
+    let param = |key: &str| {
+        url.query_pairs()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
+    };
+    if param("state").as_deref() != Some(expected_state) {
+        return None;
+    }
+    if let Some(error) = param("error") {
+        let description = param("error_description").unwrap_or_default();
+        let clean: String = format!("{error} {description}")
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(200)
+            .collect();
+        return Some(Err(ErrorReply::new(
+            ErrorCode::NeedsLogin,
+            format!("the provider refused the login: {}", clean.trim()),
+        )));
+    }
+    Some(
+        param("code")
+            .map(Secret::new)
+            .ok_or_else(|| ErrorReply::new(ErrorCode::Invalid, "the redirect carries no code")),
+    )
 }
 
 /// Most browser connections being read at once.
@@ -168,58 +269,28 @@ async fn receive_code(listener: &TcpListener, expected_state: &str) -> Result<Se
 /// One connection to the loopback listener: `Some` when it carried this login's answer.
 async fn handle(stream: TcpStream, expected_state: &str) -> Option<Result<Secret, ErrorReply>> {
     let (target, mut stream) = read_target(stream).await?;
-    let Ok(url) = Url::parse(&format!("http://127.0.0.1{target}")) else {
-        respond(&mut stream, 400, "Bad request").await;
-        return None;
-    };
-    if url.path() != "/callback" {
+    let path = target.split('?').next().unwrap_or_default();
+    if path != "/callback" {
         respond(&mut stream, 404, "Not found").await;
         return None;
     }
-    let param = |key: &str| {
-        url.query_pairs()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.into_owned())
-    };
-    if param("state").as_deref() != Some(expected_state) {
-        respond(
-            &mut stream,
-            400,
-            "This is not the login tokd is waiting for.",
-        )
-        .await;
-        return None;
-    }
-    if let Some(error) = param("error") {
-        respond(
-            &mut stream,
+    let answer = answer_of(&target, expected_state);
+    let (status, page) = match &answer {
+        None => (400, "This is not the login tokd is waiting for."),
+        Some(Err(e)) if e.code == ErrorCode::Invalid => (400, "The redirect carries no code."),
+        Some(Err(_)) => (200, "The login failed. You can close this tab."),
+        Some(Ok(_)) => (
             200,
-            "The login failed. You can close this tab.",
-        )
-        .await;
-        let description = param("error_description").unwrap_or_default();
-        let clean: String = format!("{error} {description}")
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(200)
-            .collect();
-        return Some(Err(ErrorReply::new(
-            ErrorCode::NeedsLogin,
-            format!("the provider refused the login: {}", clean.trim()),
-        )));
-    }
-    let Some(code) = param("code") else {
-        respond(&mut stream, 400, "The redirect carries no code.").await;
-        return None;
+            "tokd received the login and is finishing it. You can close this tab; the \
+             terminal says when the session is ready.",
+        ),
     };
-    respond(
-        &mut stream,
-        200,
-        "tokd received the login and is finishing it. You can close this tab; the terminal \
-         says when the session is ready.",
-    )
-    .await;
-    Some(Ok(Secret::new(code)))
+    respond(&mut stream, status, page).await;
+    match answer {
+        // A redirect without a code is not an answer: the real one may still come.
+        Some(Err(e)) if e.code == ErrorCode::Invalid => None,
+        other => other,
+    }
 }
 
 /// Reads a request head and returns its target (`/callback?code=…`).

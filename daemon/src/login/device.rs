@@ -8,9 +8,7 @@ use serde::Deserialize;
 use tokd_protocol::verbs::login::LoginPrompt;
 use tokd_protocol::{ErrorCode, ErrorReply, Response, Secret};
 
-use super::{
-    LOGIN_TIMEOUT, Login, Prompts, prompt, provider_failed, required_endpoint, unless_cancelled,
-};
+use super::{Login, Prompts, prompt, provider_failed, required_endpoint, unless_cancelled};
 use crate::providers::oauth2::{self, error_code, interpret, push_scope_and_extras, secrets_of};
 use crate::providers::{Provider, TokenGrant, http};
 use crate::sessions::import::TokenSet;
@@ -41,6 +39,7 @@ pub async fn run(
     ctx: &Login,
     provider: &Arc<Provider>,
     prompts: &Prompts,
+    timeout: Duration,
 ) -> Result<(TokenSet, String), ErrorReply> {
     let (client, endpoints, token_url) = super::resolve(ctx, provider).await?;
     let device_url = required_endpoint(
@@ -49,7 +48,8 @@ pub async fn run(
         "device_authorization_endpoint",
     )?;
     let auth = authorize(provider, &client, &device_url).await?;
-    let expires_in = Duration::from_secs(auth.expires_in.unwrap_or(600)).min(LOGIN_TIMEOUT);
+    let code_lifetime = Duration::from_secs(auth.expires_in.unwrap_or(600));
+    let expires_in = code_lifetime.min(timeout);
     let shown = prompt(
         prompts,
         Response::LoginPrompt(LoginPrompt::Device {
@@ -76,8 +76,18 @@ pub async fn run(
         .interval
         .map_or(DEFAULT_INTERVAL, Duration::from_secs)
         .clamp(Duration::from_secs(1), MAX_INTERVAL);
+    let ends = if timeout < code_lifetime {
+        timed_out(timeout)
+    } else {
+        expired()
+    };
     let tokens = poller
-        .until_approved(prompts, interval, tokio::time::Instant::now() + expires_in)
+        .until_approved(
+            prompts,
+            interval,
+            tokio::time::Instant::now() + expires_in,
+            ends,
+        )
         .await?;
     Ok((tokens, http::origin(&token_url)))
 }
@@ -145,6 +155,7 @@ impl Poller<'_> {
         prompts: &Prompts,
         mut interval: Duration,
         deadline: tokio::time::Instant,
+        at_deadline: ErrorReply,
     ) -> Result<TokenSet, ErrorReply> {
         loop {
             // The wait for the user races the client; a poll, once sent, is seen through:
@@ -156,7 +167,7 @@ impl Poller<'_> {
             };
             unless_cancelled(prompts, pause).await?;
             if tokio::time::Instant::now() >= deadline {
-                return Err(expired());
+                return Err(at_deadline);
             }
             match self.poll(interval).await? {
                 Poll::Again { interval: next } => interval = next,
@@ -212,6 +223,16 @@ impl Poller<'_> {
             Err(e) => Err(provider_failed("token endpoint", e)),
         }
     }
+}
+
+fn timed_out(timeout: Duration) -> ErrorReply {
+    ErrorReply::new(
+        ErrorCode::Timeout,
+        format!(
+            "the login was not completed within {}; run `tokd login` again",
+            crate::sessions::human_ms(i64::try_from(timeout.as_millis()).unwrap_or(0))
+        ),
+    )
 }
 
 fn expired() -> ErrorReply {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures_util::stream;
 use tokd_protocol::verbs::login::{LoginMethod, LoginReply, LoginRequest};
-use tokd_protocol::{ErrorCode, ErrorReply, Response};
+use tokd_protocol::{ErrorCode, ErrorReply, Request, Response};
 use tokio::sync::mpsc;
 
 use crate::config::ProviderKind;
@@ -21,9 +21,6 @@ use crate::providers::{Provider, ProviderError};
 use crate::reply::ResponseStream;
 use crate::sessions::import::TokenSet;
 use crate::sessions::{NewSession, Session, audit, status_of};
-
-/// The longest a login waits for the user.
-pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
 /// Where a flow sends its prompts; closed when the client went away.
 pub type Prompts = mpsc::Sender<Response>;
@@ -48,17 +45,33 @@ impl Login {
     }
 }
 
-/// Starts a login and returns its answer stream.
-pub fn start(ctx: Login, req: LoginRequest) -> ResponseStream {
+/// Starts a login and returns its answer stream, and where the client's frames during the
+/// login go (a pasted redirect address, `Request::LoginRedirect`).
+pub fn start(ctx: Login, req: LoginRequest) -> (ResponseStream, mpsc::Sender<Request>) {
     let (tx, rx) = mpsc::channel(4);
+    let (input, mut frames) = mpsc::channel::<Request>(4);
+    let (paste, pasted) = mpsc::channel(4);
+    // The client's frames during a login: only pasted redirect addresses mean anything.
+    tokio::spawn(async move {
+        while let Some(frame) = frames.recv().await {
+            if let Request::LoginRedirect(redirect) = frame
+                && paste.send(redirect.url).await.is_err()
+            {
+                return;
+            }
+        }
+    });
     let state = ctx;
     tokio::spawn(async move {
         // Only the waits for the user race the client (see `unless_cancelled`): once a
         // token request is sent, its answer is awaited and stored even if the client has
         // gone, since the provider has issued a grant by then.
-        let outcome = match obtain(&state, &req, &tx).await {
+        let outcome = match obtain(&state, &req, &tx, pasted).await {
             Ok((provider, tokens, origin)) => {
-                store(&state, &req, &provider.name, tokens, origin).await
+                match refuse_losing_a_refresh_token(&state, &req, &tokens) {
+                    Ok(()) => store(&state, &req, &provider.name, tokens, origin).await,
+                    Err(e) => Err(e),
+                }
             }
             Err(e) => Err(e),
         };
@@ -75,9 +88,10 @@ pub fn start(ctx: Login, req: LoginRequest) -> ResponseStream {
         };
         let _ = tx.send(last).await;
     });
-    Box::pin(stream::unfold(rx, |mut rx| async move {
+    let stream = Box::pin(stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|r| (r, rx))
-    }))
+    }));
+    (stream, input)
 }
 
 /// Awaits `interactive` (a wait for the user) unless the client hangs up first. Only waits
@@ -97,10 +111,12 @@ async fn obtain(
     state: &Login,
     req: &LoginRequest,
     prompts: &Prompts,
+    pasted: mpsc::Receiver<tokd_protocol::Secret>,
 ) -> Result<(Arc<Provider>, TokenSet, String), ErrorReply> {
     tokd_protocol::name::validate_session_name(&req.name)
         .map_err(|m| ErrorReply::new(ErrorCode::Invalid, m))?;
     let provider = provider_for(state, req)?;
+    refuse_losing_a_provider(state, req, &provider.name)?;
     if provider.config.kind == ProviderKind::Json {
         return Err(ErrorReply::new(
             ErrorCode::Invalid,
@@ -111,13 +127,92 @@ async fn obtain(
             ),
         ));
     }
-    let (tokens, origin) = match &req.method {
-        LoginMethod::Device => device::run(state, &provider, prompts).await,
-        LoginMethod::Browser { open_browser } => {
-            browser::run(state, &provider, *open_browser, prompts).await
+    let timeout = req
+        .timeout_ms
+        .map_or(state.snapshot.config.login_timeout, |ms| {
+            Duration::from_millis(ms)
+                .clamp(Duration::from_secs(1), crate::config::MAX_LOGIN_TIMEOUT)
+        });
+    let flow = async {
+        match &req.method {
+            LoginMethod::Device => device::run(state, &provider, prompts, timeout).await,
+            LoginMethod::Browser { open_browser } => {
+                browser::run(
+                    state,
+                    &provider,
+                    *open_browser,
+                    prompts,
+                    timeout,
+                    Some(pasted),
+                )
+                .await
+            }
         }
-    }?;
+    };
+    let (tokens, origin) = flow.await?;
     Ok((provider, tokens, origin))
+}
+
+/// A login over a session of another provider replaces that session's grant: refused
+/// unless the request says `replace`.
+fn refuse_losing_a_provider(
+    state: &Login,
+    req: &LoginRequest,
+    provider: &str,
+) -> Result<(), ErrorReply> {
+    let current = state
+        .existing(&req.name)
+        .and_then(|s| s.with_live(|live| live.record.provider.clone()));
+    match current {
+        Some(current) if current != provider && !req.replace => Err(ErrorReply::new(
+            ErrorCode::AlreadyExists,
+            format!(
+                "session {:?} belongs to provider {current:?}: logging in with {provider:?} \
+                 would replace it and its grant (use --replace to do so, or log in again with \
+                 `tokd login {}`)",
+                req.name, req.name
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A login that brought no refresh token over a healthy session that has one would lose the
+/// refresh token: refused unless the request says `replace`.
+fn refuse_losing_a_refresh_token(
+    state: &Login,
+    req: &LoginRequest,
+    tokens: &TokenSet,
+) -> Result<(), ErrorReply> {
+    if req.replace || tokens.refresh_token.is_some() {
+        return Ok(());
+    }
+    let now = state.now();
+    let config = &state.snapshot.config;
+    let healthy_with_rt = state
+        .existing(&req.name)
+        .and_then(|s| {
+            s.with_live(|live| {
+                let (st, _) = live.standing(config.grant_of(&live.record.provider), now);
+                live.record.refresh_token.is_some()
+                    && st.is_healthy()
+                    && live.record.expires_at_ms > now
+            })
+        })
+        .unwrap_or(false);
+    if !healthy_with_rt {
+        return Ok(());
+    }
+    Err(ErrorReply::new(
+        ErrorCode::AlreadyExists,
+        format!(
+            "the provider issued no refresh token, and session {:?} is healthy and has one: \
+             storing this login would lose it, and the session would need a login at expiry \
+             (use --replace to store it anyway; to get a refresh token, ask for \
+             `offline_access` in the provider's scope)",
+            req.name
+        ),
+    ))
 }
 
 /// The provider a login uses: the one named, else the existing session's.
@@ -181,7 +276,12 @@ async fn store(
 
 /// A provider failure during a login, as the client sees it.
 fn provider_failed(what: &str, e: ProviderError) -> ErrorReply {
-    ErrorReply::new(e.code(), format!("{what}: {e}"))
+    let message = e.to_string();
+    // Messages of the HTTP layer already name what they were about.
+    if message.starts_with(&format!("{what}:")) {
+        return ErrorReply::new(e.code(), message);
+    }
+    ErrorReply::new(e.code(), format!("{what}: {message}"))
 }
 
 /// Sends a prompt; `false` when the client is gone.

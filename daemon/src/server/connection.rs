@@ -181,7 +181,12 @@ pub async fn serve(
             }
             Reply::Stream(stream) => {
                 slot.set(Phase::Streaming);
-                stream_out(&mut conn, stream, &shutdown, minor).await;
+                stream_out(&mut conn, stream, None, &shutdown, minor).await;
+                return;
+            }
+            Reply::Conversation(stream, input) => {
+                slot.set(Phase::Streaming);
+                stream_out(&mut conn, stream, Some(input), &shutdown, minor).await;
                 return;
             }
         }
@@ -193,6 +198,7 @@ pub async fn serve(
 async fn stream_out(
     conn: &mut Conn,
     mut stream: handlers::ResponseStream,
+    input: Option<tokio::sync::mpsc::Sender<Request>>,
     shutdown: &CancellationToken,
     minor: u16,
 ) {
@@ -215,8 +221,13 @@ async fn stream_out(
                 None => return,
             },
             incoming = conn.next() => match incoming {
-                // A client may not send requests during a stream; anything but data ends it.
-                Some(Ok(_)) => {}
+                // Only a conversation takes frames from the client; others ignore them, and
+                // anything but data ends the stream.
+                Some(Ok(frame)) => {
+                    if let (Some(input), Ok(request)) = (&input, decode_request(&frame)) {
+                        let _ = input.try_send(request);
+                    }
+                }
                 _ => return,
             },
         }

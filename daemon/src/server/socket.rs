@@ -15,7 +15,8 @@ use tokio::net::{UnixListener, UnixSocket};
 pub enum SocketError {
     /// Another daemon answers on the socket.
     #[error(
-        "another tokd-daemon is already running on {0} (stop it first, or use --socket for a second one)"
+        "another tokd-daemon is already running on {0} (stop it first; a second daemon needs \
+         both its own --socket and its own --state-dir)"
     )]
     AlreadyRunning(PathBuf),
     /// Something that is not a socket sits at the path; we do not delete it.

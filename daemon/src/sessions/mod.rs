@@ -184,6 +184,15 @@ impl Live {
         record
     }
 
+    /// When the minimum interval since the last attempt ends, if it has not yet (wall
+    /// clock, from `now`).
+    pub fn refresh_allowed_at(&self, now: EpochMs) -> Option<EpochMs> {
+        let interval = crate::timing::min_interval(lifetime_ms(&self.record));
+        let left =
+            (self.last_attempt? + interval).saturating_duration_since(tokio::time::Instant::now());
+        (!left.is_zero()).then(|| now + i64::try_from(left.as_millis()).unwrap_or(i64::MAX / 2))
+    }
+
     /// Whether the session can be refreshed at all with a provider of `grant` (`None`: no
     /// such provider): not terminal, and a refresh token held or client credentials.
     pub fn can_refresh(&self, grant: Option<Grant>) -> bool {
@@ -237,14 +246,9 @@ pub fn lifetime_ms(record: &SessionRecord) -> i64 {
     record.expires_at_ms.saturating_sub(obtained).max(0)
 }
 
-/// The largest jitter for a token of this lifetime: `min(lifetime / 10, 30 s)`.
-pub fn max_jitter_ms(lifetime: i64) -> i64 {
-    (lifetime / 10).clamp(0, 30_000)
-}
-
 /// A random jitter for the refresh time of `record`'s token, in `[0, max_jitter]`.
 pub fn random_jitter(record: &SessionRecord) -> i64 {
-    let max = max_jitter_ms(lifetime_ms(record));
+    let max = crate::timing::max_jitter_ms(lifetime_ms(record));
     if max <= 0 {
         return 0;
     }
@@ -863,6 +867,7 @@ pub fn status_of(session: &Session, config: &Config, now: EpochMs) -> SessionSta
                 resource: None,
                 registered_client: false,
                 derived: Vec::new(),
+                refresh_allowed_at_ms: live.refresh_allowed_at(now),
             }
         }
     }
@@ -890,6 +895,7 @@ fn corrupt_status(name: &str, reason: &str) -> SessionStatus {
         resource: None,
         registered_client: false,
         derived: Vec::new(),
+        refresh_allowed_at_ms: None,
     }
 }
 

@@ -107,7 +107,11 @@ pub enum StoreError {
         mode: u32,
     },
     /// Another process holds the state directory.
-    #[error("another tokd-daemon is using the state directory {}", state_dir.display())]
+    #[error(
+        "another tokd-daemon is using the state directory {} (a second daemon needs its own \
+         --state-dir and its own --socket)",
+        state_dir.display()
+    )]
     Locked {
         /// The state directory.
         state_dir: PathBuf,

@@ -133,6 +133,7 @@ pub fn session_status2() -> SessionStatus {
     s.refresh_origin = Some("https://id.example.com".into());
     s.resource = Some("https://mcp.example.com/mcp".into());
     s.registered_client = true;
+    s.refresh_allowed_at_ms = Some(1_799_999_010_000);
     s.derived = vec![DerivedStatus {
         target: target(),
         state: SessionState::Valid,

@@ -10,6 +10,7 @@ mod helpers;
 mod idp_smoke;
 mod library;
 mod login;
+mod people;
 mod provider_trust;
 mod proxy;
 mod refresh;

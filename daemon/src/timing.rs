@@ -12,7 +12,10 @@ pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
 /// Longest `Retry-After` honoured.
 pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(3600);
 
-pub use crate::sessions::max_jitter_ms;
+/// The largest jitter for a token of this lifetime: `min(lifetime / 10, 30 s)`.
+pub fn max_jitter_ms(lifetime: i64) -> i64 {
+    (lifetime / 10).clamp(0, 30_000)
+}
 
 /// When to refresh: `expires_at − min(refresh_ahead, lifetime / 2) − jitter`.
 pub fn due_ms(expires_at: EpochMs, lifetime: i64, refresh_ahead: Duration, jitter: i64) -> EpochMs {

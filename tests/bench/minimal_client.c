@@ -6,7 +6,7 @@
  * HEXBYTES is the hello frame and the get frame, built by the benchmark with the protocol
  * crate. The client connects, sends them in one write, reads the two answer frames (4-byte
  * big-endian length, then the payload) and prints the access token: the answer is bincode
- * `Response::Token` (variant 1, protocol 1.0) or `Response::Token2` (variant 14, protocol 1.1),
+ * `Response::Token` (variant 1, protocol 1.0) or `Response::Token2` (variant 13, protocol 1.1),
  * whose first field is in both the token as a varint-length string.
  * Exit 0 on success, 1 on any other answer, 2 on usage errors, 3 when it cannot connect.
  */
@@ -89,8 +89,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "hello refused\n");
         return 1;
     }
-    if (tlen < 2 || (ans[0] != 1 && ans[0] != 14)) {
-        fprintf(stderr, "not a token answer\n");
+    if (tlen < 2 || (ans[0] != 1 && ans[0] != 13)) {
+        fprintf(stderr, "not a token answer (variant %d)\n", tlen ? ans[0] : -1);
         return 1;
     }
     /* bincode varint: < 251 is the value; 251 then u16 LE; 252 then u32 LE. */

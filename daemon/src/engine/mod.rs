@@ -339,6 +339,42 @@ impl Engine {
         sessions.token_of(&session, req.min_valid_ms, req.include_id_token, config)
     }
 
+    /// A guest's `get` (a uid admitted only by a session's `allow_uids`): answered from what
+    /// is stored, never by starting a refresh, so a guest cannot make the daemon spend the
+    /// grant; only the schedule and the owner refresh. A token with less than `min_valid`
+    /// left is answered as the best valid one, with a notice.
+    ///
+    /// # Errors
+    /// No such session, a corrupt record, no valid token, or one withheld while a lost
+    /// refresh answer settles.
+    pub fn get_cached(&self, req: &GetRequest) -> Result<TokenReply, SessionError> {
+        let sessions = &self.inner.sessions;
+        let snapshot = self.inner.settings.current();
+        let session = sessions
+            .find(&req.name)
+            .ok_or_else(|| SessionError::NotFound(req.name.clone()))?;
+        let unsettled = session
+            .with_live(|live| live.refresh.unsettled())
+            .unwrap_or(false);
+        if unsettled {
+            return Err(SessionError::Withheld(req.name.clone()));
+        }
+        let mut token = sessions.token_of(
+            &session,
+            req.min_valid_ms,
+            req.include_id_token,
+            &snapshot.config,
+        )?;
+        if !token.meets_min_valid && token.notice.is_none() {
+            token.notice = Some(format!(
+                "the token of session {:?} has less than the asked validity left; a guest is \
+                 answered from the cache and the daemon refreshes on its own schedule",
+                req.name
+            ));
+        }
+        Ok(token)
+    }
+
     /// `tokd refresh NAME`: a refresh now (subject to the minimum interval), awaited.
     ///
     /// # Errors

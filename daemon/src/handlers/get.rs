@@ -1,5 +1,6 @@
 //! `get`: the hot path. Answered from memory when the token has `min_valid` left; otherwise
-//! the engine refreshes (single flight) and the best valid token is answered.
+//! the engine refreshes (single flight) and the best valid token is answered. A guest (a uid
+//! admitted by `allow_uids`) is answered from memory only: it never starts a refresh.
 
 use tokd_protocol::Response;
 use tokd_protocol::verbs::get::GetRequest;
@@ -23,7 +24,12 @@ pub(super) async fn handle(req: GetRequest, state: &DaemonState, from: Caller<'_
         );
         return Response::Error(refusal);
     }
-    match state.engine().get(&req).await {
+    let answer = if from.peer.owner {
+        state.engine().get(&req).await
+    } else {
+        state.engine().get_cached(&req)
+    };
+    match answer {
         Ok(token) => Response::Token2(token),
         Err(e) => Response::Error(e.into()),
     }

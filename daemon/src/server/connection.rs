@@ -51,6 +51,23 @@ pub async fn serve(
         }
     };
     drop(snapshot);
+    if !peer.owner {
+        if let Err(cap) = slot.claim_guest() {
+            tracing::info!(
+                peer_uid = peer.uid,
+                "refused a guest over the guests' share of connection slots"
+            );
+            refuse(
+                &mut conn,
+                ErrorCode::Busy,
+                format!(
+                    "guests may hold at most {cap} connections to this daemon at once; try again"
+                ),
+            )
+            .await;
+            return;
+        }
+    }
     let pid = peer.pid;
 
     // The hello must arrive within the handshake timeout.

@@ -5,9 +5,12 @@
 //! socket), then the one idle the longest. Connections working on a request or carrying
 //! a stream (`watch`, `login`) are never evicted; when every slot is such a one, the
 //! newcomer gets `busy`.
+//!
+//! Guests (uids admitted only by a session's `allow_uids`) may hold at most half the slots
+//! ([`Registry::guest_cap`]), so they can never keep the owner out.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -51,6 +54,19 @@ pub struct Registry {
 struct Inner {
     next_id: u64,
     live: HashMap<u64, Arc<Entry>>,
+    /// How many of `live` are guests.
+    guests: usize,
+}
+
+impl Inner {
+    /// Takes `id` out of the table; false when it was not there (evicted already).
+    fn remove(&mut self, id: u64) -> Option<Arc<Entry>> {
+        let entry = self.live.remove(&id)?;
+        if entry.guest.load(Ordering::Relaxed) {
+            self.guests -= 1;
+        }
+        Some(entry)
+    }
 }
 
 #[derive(Debug)]
@@ -59,6 +75,8 @@ struct Entry {
     /// Microseconds since the registry's epoch when the phase last changed.
     since_us: AtomicU64,
     evict: CancellationToken,
+    /// Set once by [`Slot::claim_guest`]; counted in [`Inner::guests`] while live.
+    guest: AtomicBool,
 }
 
 /// A connection's slot; frees it on drop.
@@ -108,7 +126,7 @@ impl Registry {
                 })
                 .min()
                 .map(|(_, id)| id)?;
-            if let Some(entry) = inner.live.remove(&victim) {
+            if let Some(entry) = inner.remove(victim) {
                 admission = Admission::Evicted(Phase::from_u8(entry.phase.load(Ordering::Relaxed)));
                 entry.evict.cancel();
             }
@@ -119,6 +137,7 @@ impl Registry {
             phase: AtomicU8::new(Phase::Greeting as u8),
             since_us: AtomicU64::new(self.now_us()),
             evict: CancellationToken::new(),
+            guest: AtomicBool::new(false),
         });
         inner.live.insert(id, entry.clone());
         Some((
@@ -129,6 +148,12 @@ impl Registry {
             },
             admission,
         ))
+    }
+
+    /// How many slots guests may hold at once: half of them, rounded down, so the other
+    /// half stays the owner's whatever guests do.
+    pub fn guest_cap(&self) -> usize {
+        self.max / 2
     }
 
     /// How many connections hold a slot.
@@ -155,6 +180,31 @@ impl Slot {
             .store(self.registry.now_us(), Ordering::Relaxed);
     }
 
+    /// Marks this connection as a guest's, if guests hold fewer than their share of the
+    /// slots; otherwise `Err(cap)` and the connection must be refused as busy.
+    ///
+    /// # Errors
+    /// The guests' share is full; carries the share.
+    pub fn claim_guest(&self) -> Result<(), usize> {
+        let cap = self.registry.guest_cap();
+        let mut inner = self
+            .registry
+            .inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if !inner.live.contains_key(&self.id) {
+            // Evicted meanwhile: it is about to go anyway.
+            return Ok(());
+        }
+        if inner.guests >= cap {
+            return Err(cap);
+        }
+        if !self.entry.guest.swap(true, Ordering::Relaxed) {
+            inner.guests += 1;
+        }
+        Ok(())
+    }
+
     /// Cancelled when the connection is evicted to make room for another.
     pub fn evicted(&self) -> &CancellationToken {
         &self.entry.evict
@@ -169,7 +219,7 @@ impl Drop for Slot {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         // An evicted slot was removed already (and its id is never reused).
-        inner.live.remove(&self.id);
+        inner.remove(self.id);
     }
 }
 
@@ -209,6 +259,39 @@ mod tests {
         assert_eq!(how, Admission::Evicted(Phase::Idle));
         assert!(working.evicted().is_cancelled());
         assert!(!streaming.evicted().is_cancelled());
+    }
+
+    #[test]
+    fn guests_hold_at_most_half_the_slots_and_give_them_back() {
+        let reg = Registry::new(4);
+        let (g1, _) = reg.admit().expect("slot");
+        let (g2, _) = reg.admit().expect("slot");
+        let (g3, _) = reg.admit().expect("slot");
+        assert_eq!(g1.claim_guest(), Ok(()));
+        assert_eq!(g2.claim_guest(), Ok(()));
+        assert_eq!(g3.claim_guest(), Err(2), "the guests' half is full");
+        drop(g3);
+        g1.set(Phase::Working);
+        g2.set(Phase::Working);
+        let (owner, _) = reg.admit().expect("the owner's half is free");
+        drop(owner);
+        drop(g1);
+        let (g4, _) = reg.admit().expect("slot");
+        assert_eq!(
+            g4.claim_guest(),
+            Ok(()),
+            "a guest that left gave its share back"
+        );
+        // An evicted guest gives its share back too.
+        g4.set(Phase::Idle);
+        let (a, _) = reg.admit().expect("slot");
+        a.set(Phase::Working);
+        let (b, _) = reg.admit().expect("slot");
+        b.set(Phase::Working);
+        let (g5, how) = reg.admit().expect("evicts the idle guest");
+        assert_eq!(how, Admission::Evicted(Phase::Idle));
+        assert!(g4.evicted().is_cancelled());
+        assert_eq!(g5.claim_guest(), Ok(()));
     }
 
     #[test]

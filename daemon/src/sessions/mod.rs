@@ -106,6 +106,13 @@ pub enum SessionError {
         /// How long ago, in human form.
         ago: String,
     },
+    /// The stored token is held back from a guest while a refresh whose answer was lost
+    /// settles (the provider may have revoked it); only the owner or the schedule settles it.
+    #[error(
+        "the token of session {0:?} is held back until an interrupted refresh settles; try \
+         again shortly"
+    )]
+    Withheld(String),
     /// Persisting failed; nothing was acknowledged.
     #[error("storing the session failed: {0}")]
     Store(#[from] StoreError),
@@ -124,6 +131,7 @@ impl SessionError {
             SessionError::NeedsConfig { .. } => ErrorCode::NeedsConfig,
             SessionError::Expired { .. } => ErrorCode::Expired,
             SessionError::RefreshFailed { .. } => ErrorCode::RefreshFailed,
+            SessionError::Withheld(_) => ErrorCode::Busy,
             SessionError::Store(_) => ErrorCode::Internal,
         }
     }

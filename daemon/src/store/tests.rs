@@ -573,7 +573,8 @@ fn second_open_of_the_same_state_dir_is_locked() {
     assert_eq!(
         err.to_string(),
         format!(
-            "another tokd-daemon is using the state directory {}",
+            "another tokd-daemon is using the state directory {} (a second daemon needs its \
+             own --state-dir and its own --socket)",
             env.opts.state_dir.display()
         )
     );

@@ -104,3 +104,74 @@ fn allow_uids_admits_another_user_to_the_sessions_that_list_it_only() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("peer_rejected"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_guest_is_answered_from_the_cache_and_never_makes_the_daemon_refresh() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: needs root to connect as another uid (CI runs as root)");
+        return;
+    }
+    let idp = tokd_e2e::idp::TestIdp::start().expect("idp");
+    idp.set_access_ttl(3600).expect("ttl");
+    // Before the fix, guests asking for more validity than the token has left each waited
+    // on a refresh (holding a slot each, never evicted) and made the daemon spend the grant.
+    // Eight slots: the four guests fit in their half.
+    let config = format!(
+        "max_connections = 8\n{}[sessions.shared]\nallow_uids = [{NOBODY}]\n",
+        tokd_e2e::idp_provider("idp", idp.issuer(), "")
+    );
+    let d = TestDaemon::start_with(&config).expect("daemon starts");
+    d.add_as(
+        "shared",
+        "idp",
+        &idp.mint("tokd-test", "openid offline_access api")
+            .expect("mint"),
+    );
+    let before = d.get("shared", &[]).expect("owner get");
+    idp.reset_stats().expect("reset");
+    let client = d.open_to_other_users();
+    let socket = d.socket().display().to_string();
+    // The token lives exactly 1 h, so it always has a little less than 1 h left: a refresh
+    // could meet the ask, the cache cannot.
+    let guests: Vec<_> = (0..4)
+        .map(|_| {
+            let client = client.clone();
+            let socket = socket.clone();
+            std::thread::spawn(move || {
+                as_uid(
+                    NOBODY,
+                    &client,
+                    &[
+                        "--socket",
+                        &socket,
+                        "get",
+                        "shared",
+                        "--min-valid",
+                        "1h",
+                        "--wait",
+                        "60s",
+                    ],
+                )
+            })
+        })
+        .collect();
+    for guest in guests {
+        let out = guest.join().expect("guest thread");
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(stdout(&out).trim_end(), before, "the cached token");
+        assert!(
+            stderr(&out).contains("less than"),
+            "says the token has less left than asked: {}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(
+        idp.stats().expect("stats").refresh_requests,
+        0,
+        "a guest never makes the daemon refresh"
+    );
+    // The owner may: the same ask refreshes.
+    let out = d.tokd(&["get", "shared", "--min-valid", "1h", "--wait", "30s"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(idp.stats().expect("stats").refresh_requests, 1);
+}

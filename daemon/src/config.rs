@@ -242,9 +242,42 @@ pub struct SessionConfig {
     /// Only these executables may get this session's token.
     #[serde(default)]
     pub allow_exe: Vec<PathBuf>,
+    /// The files `allow_exe` names, by identity (device and inode) as they were when the
+    /// config was read; `None` for one that did not exist then. A peer is matched by the
+    /// identity of its executable, never by the path it shows.
+    #[serde(skip)]
+    pub allow_exe_ids: Vec<Option<FileId>>,
     /// Only these uids may get this session's token.
     #[serde(default)]
     pub allow_uids: Vec<u32>,
+}
+
+/// A file by identity: what a bind mount over its path in another mount namespace cannot
+/// fake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId {
+    /// `st_dev`.
+    pub dev: u64,
+    /// `st_ino`.
+    pub ino: u64,
+}
+
+impl FileId {
+    /// The identity of the file at `path` (symlinks followed).
+    ///
+    /// # Errors
+    /// The file cannot be stat'ed.
+    pub fn of(path: impl AsRef<std::path::Path>) -> std::io::Result<FileId> {
+        let st = rustix::fs::stat(path.as_ref())?;
+        #[allow(
+            clippy::useless_conversion,
+            reason = "the field types differ by target"
+        )]
+        Ok(FileId {
+            dev: u64::from(st.st_dev),
+            ino: u64::from(st.st_ino),
+        })
+    }
 }
 
 /// The config file as written.
@@ -660,6 +693,11 @@ impl Resolver<'_> {
             // The kernel reports a process's executable with symlinks resolved.
             *exe = std::fs::canonicalize(&expanded).unwrap_or(expanded);
         }
+        session.allow_exe_ids = session
+            .allow_exe
+            .iter()
+            .map(|exe| FileId::of(exe).ok())
+            .collect();
         Ok(())
     }
 }

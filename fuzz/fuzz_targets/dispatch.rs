@@ -20,7 +20,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use libfuzzer_sys::fuzz_target;
 use tokd_daemon::DaemonState;
-use tokd_daemon::handlers::{Caller, Reply, dispatch};
+use tokd_daemon::handlers::{Caller, Reply, Writer, dispatch};
 use tokd_daemon::server::access::Peer;
 use tokd_daemon::testing::Fixture;
 use tokd_protocol::frame::{DEFAULT_MAX_FRAME, decode_frame, decode_payload};
@@ -234,11 +234,12 @@ fn cap(request: Request) -> Request {
 async fn run(w: &World, peer: &Peer, request: Request, echoes: bool) {
     let from = Caller {
         peer,
+        writer: &Writer::Unknown,
         socket: w.socket.as_fd(),
     };
     match dispatch(request, &w.state, from).await {
         Reply::One(response) => check_one(&response, echoes),
-        Reply::Stream(mut stream) => {
+        Reply::Stream(mut stream) | Reply::Conversation(mut stream, _) => {
             for _ in 0..STREAM_ITEMS {
                 match tokio::time::timeout(STREAM_READ, stream.next()).await {
                     Ok(Some(response)) => check_one(&response, echoes),
@@ -273,6 +274,7 @@ fn check_one(response: &Response, echoes: bool) {
 async fn reset(w: &World) {
     let from = Caller {
         peer: &w.owner,
+        writer: &Writer::Unknown,
         socket: w.socket.as_fd(),
     };
     let Reply::One(Response::List(list)) =
@@ -296,8 +298,8 @@ async fn reset(w: &World) {
         token_response: Some(Secret::new(SEED_TOKEN)),
     });
     match dispatch(add, &w.state, from).await {
-        Reply::One(Response::Added(_)) => {}
+        Reply::One(Response::Added(_) | Response::Added2(_)) => {}
         Reply::One(other) => panic!("the seed session was not added: {other:?}"),
-        Reply::Stream(_) => panic!("add answered a stream"),
+        Reply::Stream(_) | Reply::Conversation(..) => panic!("add answered a stream"),
     }
 }

@@ -10,9 +10,13 @@ use crate::server::access;
 use crate::state::DaemonState;
 
 pub(super) async fn handle(req: GetRequest, state: &DaemonState, from: Caller<'_>) -> Response {
-    if let Err(refusal) =
-        access::check_get(&state.settings().config, from.peer, from.socket, &req.name)
-    {
+    if let Err(refusal) = access::check_get(
+        &state.settings().config,
+        from.peer,
+        from.writer,
+        from.socket,
+        &req.name,
+    ) {
         tracing::warn!(
             target: "tokd::audit",
             event = "peer_rejected",

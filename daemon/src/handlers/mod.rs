@@ -19,13 +19,17 @@ use tokd_protocol::{ErrorCode, ErrorReply, Request, Response};
 
 pub use crate::reply::{Reply, ResponseStream};
 use crate::server::access::Peer;
+pub use crate::server::creds::Writer;
 use crate::state::DaemonState;
 
-/// Who sent a request: the peer and the socket it came on (for its pidfd).
+/// Who sent a request: the peer, the process that wrote it, and the socket it came on (for
+/// the connector's pidfd).
 #[derive(Debug, Clone, Copy)]
 pub struct Caller<'a> {
     /// The peer as checked at accept.
     pub peer: &'a Peer,
+    /// The process that wrote this request's bytes, as the kernel stamped them.
+    pub writer: &'a Writer,
     /// The connection's socket.
     pub socket: BorrowedFd<'a>,
 }

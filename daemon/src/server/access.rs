@@ -1,19 +1,25 @@
 //! Per-session access lists (`[sessions.NAME] allow_exe`, `allow_uids`): which peer may
 //! be handed a session's token.
 //!
-//! The peer's executable is read from `/proc/PID/exe` when a token is asked for. A pid can
-//! be reused once its process exits, so the answer is trusted only if the process that
-//! connected is provably still the one behind the pid afterwards: with `SO_PEERPIDFD`
-//! (Linux 6.5+) the kernel hands out a pidfd for the very process that connected and a
-//! poll shows whether it is still alive; on older kernels the process start time read at
-//! accept must still match.
+//! `allow_exe` is checked against the process that *wrote* the request (the kernel stamps
+//! every read with its writer, see [`super::creds`]), not the one that connected: a socket
+//! passed on by fork is written by whoever holds it. The writer's executable is compared by
+//! identity (device and inode of `/proc/PID/exe`) with the listed files, never by the path
+//! it shows: in another mount namespace a bind mount makes any program show an allowed path.
+//!
+//! A pid can be reused once its process exits, so the answer is trusted only if the writer
+//! is provably still the process behind the pid afterwards: for the connecting process the
+//! kernel hands out a pidfd (`SO_PEERPIDFD`, Linux 6.5+; on older kernels its start time
+//! read at accept must still match); for another writer, a pidfd opened the moment its
+//! bytes were read.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
 use tokd_protocol::{ErrorCode, ErrorReply};
 
-use crate::config::Config;
+use super::creds::Writer;
+use crate::config::{Config, FileId};
 
 /// Who is on the other end of a connection, as far as access lists care.
 #[derive(Debug, Clone)]
@@ -63,13 +69,15 @@ pub fn is_listed_uid(config: &Config, uid: u32) -> bool {
         .any(|s| s.allow_uids.contains(&uid))
 }
 
-/// Checks that `peer`, connected on `socket`, may be handed the token of `session`.
+/// Checks that `peer`, connected on `socket`, may be handed the token of `session` for a
+/// request that `writer` wrote.
 ///
 /// # Errors
 /// A `peer_rejected` reply naming what did not match (never a secret).
 pub fn check_get(
     config: &Config,
     peer: &Peer,
+    writer: &Writer,
     socket: BorrowedFd<'_>,
     session: &str,
 ) -> Result<(), ErrorReply> {
@@ -81,17 +89,23 @@ pub fn check_get(
             peer.uid
         )));
     }
-    let allow_exe = rules.map_or(&[][..], |r| r.allow_exe.as_slice());
-    if allow_exe.is_empty() {
+    let Some(rules) = rules.filter(|r| !r.allow_exe.is_empty()) else {
         return Ok(());
-    }
-    let exe = peer_executable(peer, socket).map_err(|why| {
+    };
+    let (exe, id) = writer_executable(peer, writer, socket).map_err(|why| {
         rejected(format!(
             "cannot tell which program asks for the token of {session:?} ({why}); it has an \
              allow_exe list"
         ))
     })?;
-    if allow_exe.iter().any(|allowed| allowed == &exe) {
+    // The identities read with the config, or, for a program installed or upgraded since,
+    // the listed file as it is now (in the daemon's own mount namespace).
+    let listed = rules.allow_exe_ids.contains(&Some(id))
+        || rules
+            .allow_exe
+            .iter()
+            .any(|path| FileId::of(path).ok() == Some(id));
+    if listed {
         Ok(())
     } else {
         Err(rejected(format!(
@@ -105,8 +119,42 @@ fn rejected(message: String) -> ErrorReply {
     ErrorReply::new(ErrorCode::PeerRejected, message)
 }
 
-/// The executable of the process that connected, checked to still be that process.
-fn peer_executable(peer: &Peer, socket: BorrowedFd<'_>) -> Result<PathBuf, String> {
+/// The executable of the process that wrote the request (its shown path, for messages, and
+/// its identity), checked to still be that process.
+fn writer_executable(
+    peer: &Peer,
+    writer: &Writer,
+    socket: BorrowedFd<'_>,
+) -> Result<(PathBuf, FileId), String> {
+    let (pid, pidfd) = match writer {
+        Writer::One { pid, pidfd } => (*pid, pidfd),
+        Writer::Several => return Err("the request was written by more than one process".into()),
+        Writer::Unknown => {
+            return Err(
+                "the connection predates the access list or the kernel did not name the \
+                 writer; reconnect"
+                    .into(),
+            );
+        }
+    };
+    let exe = executable_of(pid)?;
+    let id = FileId::of(format!("/proc/{pid}/exe"))
+        .map_err(|e| format!("reading /proc/{pid}/exe: {e}"))?;
+    if Some(pid) == peer.pid {
+        connector_still_there(peer, socket)?;
+    } else {
+        let pidfd = pidfd
+            .as_ref()
+            .ok_or("no pidfd for the process that wrote the request")?;
+        if process_exited(pidfd.as_fd())? {
+            return Err("the process that wrote the request has exited".into());
+        }
+    }
+    Ok((exe, id))
+}
+
+/// Whether the process that connected is still the one behind its pid.
+fn connector_still_there(peer: &Peer, socket: BorrowedFd<'_>) -> Result<(), String> {
     let pid = peer
         .pid
         .ok_or("the kernel did not say which process connected")?;
@@ -115,7 +163,6 @@ fn peer_executable(peer: &Peer, socket: BorrowedFd<'_>) -> Result<PathBuf, Strin
         Err(e) if is_unsupported(&e) => None,
         Err(e) => return Err(format!("SO_PEERPIDFD: {e}")),
     };
-    let exe = executable_of(pid)?;
     match (&pidfd, peer.start_time) {
         (Some(fd), _) => {
             if process_exited(fd.as_fd())? {
@@ -135,7 +182,7 @@ fn peer_executable(peer: &Peer, socket: BorrowedFd<'_>) -> Result<PathBuf, Strin
             );
         }
     }
-    Ok(exe)
+    Ok(())
 }
 
 /// `/proc/PID/exe`, refusing an executable that was deleted or replaced since it started.

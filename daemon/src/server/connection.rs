@@ -14,12 +14,13 @@ use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
 use super::access::{self, Peer};
+use super::creds::CredStream;
 use super::peer::{self, PeerCheck};
 use super::registry::{Phase, Slot};
 use crate::handlers::{self, Reply};
 use crate::state::DaemonState;
 
-type Conn = Framed<UnixStream, FrameCodec>;
+type Conn = Framed<CredStream, FrameCodec>;
 
 /// How long a refusal may take to write before the connection is dropped anyway.
 const REFUSAL_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
@@ -38,6 +39,20 @@ pub async fn serve(
     let verdict = peer::check(&stream, state.own_uid(), config.allow_root, |uid| {
         access::is_listed_uid(config, uid)
     });
+    // Writers are collected only while some session has an access list: a plain read is
+    // cheaper on the hot path.
+    let collect = access::has_access_lists(config);
+    let connector = match &verdict {
+        PeerCheck::Allowed { pid, .. } => *pid,
+        PeerCheck::Rejected { .. } => None,
+    };
+    let stream = match CredStream::new(stream, collect, connector) {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot collect the writers of a connection; dropping it");
+            return;
+        }
+    };
     let mut conn = Framed::new(
         stream,
         FrameCodec::new(limits.max_frame, MAX_RESPONSE_FRAME),
@@ -95,6 +110,9 @@ pub async fn serve(
             return;
         }
     };
+    // The hello's writer does not matter; each request is judged by its own bytes.
+    let carried_over = !conn.read_buffer().is_empty();
+    let _ = conn.get_mut().take_writer(carried_over);
     let hello = match Hello::decode(&hello_bytes) {
         Ok(hello) => hello,
         Err(e) => {
@@ -183,9 +201,12 @@ pub async fn serve(
                 continue;
             }
         };
+        let carried_over = !conn.read_buffer().is_empty();
+        let writer = conn.get_mut().take_writer(carried_over);
         let from = handlers::Caller {
             peer: &peer,
-            socket: conn.get_ref().as_fd(),
+            writer: &writer,
+            socket: conn.get_ref().get_ref().as_fd(),
         };
         match handlers::dispatch(request, &state, from).await {
             Reply::One(response) => {
@@ -283,6 +304,9 @@ async fn refuse(conn: &mut Conn, code: ErrorCode, message: impl Into<String>) {
 
 /// Refuses a connection over the connection cap.
 pub async fn refuse_busy(stream: UnixStream, max_frame: usize) {
+    let Ok(stream) = CredStream::new(stream, false, None) else {
+        return;
+    };
     let mut conn = Framed::new(stream, FrameCodec::new(max_frame, MAX_RESPONSE_FRAME));
     refuse(
         &mut conn,

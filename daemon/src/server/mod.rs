@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod connection;
+pub mod creds;
 pub mod peer;
 pub mod registry;
 pub mod socket;
@@ -31,6 +32,12 @@ pub async fn accept_loop(
 ) {
     let limits = state.settings().config.limits.clone();
     let registry = Registry::new(limits.max_connections);
+    // Accepted sockets inherit SO_PASSCRED, so the kernel stamps the writer on every byte
+    // from the first (a client writes its hello and request before the accept returns);
+    // access lists check the process that wrote a request by it (see `creds`).
+    if let Err(e) = rustix::net::sockopt::set_socket_passcred(&listener, true) {
+        tracing::warn!(error = %e, "cannot turn on SO_PASSCRED; allow_exe lists will refuse every program");
+    }
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,

@@ -175,3 +175,118 @@ fn a_guest_is_answered_from_the_cache_and_never_makes_the_daemon_refresh() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(idp.stats().expect("stats").refresh_requests, 1);
 }
+
+/// Two copies of tokd under different paths (two files, two inodes).
+fn two_clients(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let mut copies = ["allowed-client", "other-client"].map(|name| {
+        let path = dir.join(name);
+        std::fs::copy(&binaries().tokd, &path).expect("copy");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::canonicalize(&path).expect("canonical")
+    });
+    let other = std::mem::take(&mut copies[1]);
+    let allowed = std::mem::take(&mut copies[0]);
+    (allowed, other)
+}
+
+#[test]
+fn allow_exe_compares_the_executable_by_identity_not_by_the_path_it_shows() {
+    let probe = Command::new("unshare").args(["-m", "true"]).status();
+    if !probe.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: cannot create a mount namespace here (CI runs as root)");
+        return;
+    }
+    let bin = tempfile::tempdir().expect("tempdir");
+    let (allowed, other) = two_clients(bin.path());
+    let config = format!(
+        "{DEFAULT_PROVIDERS}[sessions.locked]\nallow_exe = [\"{}\"]\n",
+        allowed.display()
+    );
+    let d = TestDaemon::start_with(&config).expect("daemon starts");
+    d.add("locked", &token_response("at-locked", "rt-locked", 3600));
+    assert_eq!(stdout(&get_with(&allowed, &d, "locked")), "at-locked\n");
+
+    // In its own mount namespace a process lays another program over the allowed path;
+    // /proc/PID/exe then shows the allowed path, but the file is another one.
+    let script = format!(
+        "mount --bind '{}' '{}' && exec '{}' --socket '{}' get locked",
+        other.display(),
+        allowed.display(),
+        allowed.display(),
+        d.socket().display()
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "sh", "-c", &script]);
+    isolate_env(&mut cmd, d.dir.path());
+    let out = run_with_stdin(cmd, None);
+    assert!(
+        stdout(&out).is_empty(),
+        "a bind-mounted program got the token"
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("allow_exe"), "{}", stderr(&out));
+}
+
+#[test]
+fn allow_exe_judges_the_process_that_wrote_the_request_not_the_one_that_connected() {
+    use tokd_protocol::frame::{DEFAULT_MAX_FRAME, encode_frame, encode_message};
+    let bin = tempfile::tempdir().expect("tempdir");
+    let src = bin.path().join("fork_write.c");
+    let attacker = bin.path().join("fork_write");
+    std::fs::write(&src, include_str!("fork_write.c")).expect("write source");
+    let cc = Command::new("cc")
+        .args(["-O2", "-o"])
+        .arg(&attacker)
+        .arg(&src)
+        .output()
+        .expect("cc");
+    assert!(
+        cc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    // The allowed program: a copy of sleep, which never touches the socket it inherits.
+    let sleep = bin.path().join("allowed-sleep");
+    let system_sleep = std::fs::canonicalize("/bin/sleep").expect("sleep");
+    std::fs::copy(system_sleep, &sleep).expect("copy sleep");
+    let sleep = std::fs::canonicalize(&sleep).expect("canonical");
+
+    let config = format!(
+        "{DEFAULT_PROVIDERS}[sessions.locked]\nallow_exe = [\"{}\"]\n",
+        sleep.display()
+    );
+    let d = TestDaemon::start_with(&config).expect("daemon starts");
+    d.add("locked", &token_response("at-locked", "rt-locked", 3600));
+
+    let mut frames = Vec::new();
+    encode_frame(
+        &tokd_protocol::Hello::current("fork-write").encode(),
+        DEFAULT_MAX_FRAME,
+        &mut frames,
+    )
+    .expect("hello");
+    let get = tokd_protocol::Request::Get(tokd_protocol::v0::GetRequest {
+        name: "locked".to_owned(),
+        min_valid_ms: 0,
+        wait_ms: 1000,
+        include_id_token: false,
+    });
+    encode_message(&get, DEFAULT_MAX_FRAME, &mut frames).expect("get");
+    let hex: String = frames.iter().map(|b| format!("{b:02x}")).collect();
+
+    let mut cmd = Command::new(&attacker);
+    cmd.arg(d.socket()).arg(&hex).arg(&sleep);
+    isolate_env(&mut cmd, d.dir.path());
+    let out = run_with_stdin(cmd, None);
+    assert_eq!(
+        stdout(&out),
+        "refused\n",
+        "the child that wrote the request is not the allowed program: {}",
+        stderr(&out)
+    );
+    let log = d.log();
+    assert!(
+        log.contains("token refused by the session's access list"),
+        "{log}"
+    );
+}

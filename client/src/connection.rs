@@ -242,6 +242,17 @@ pub struct Stream {
 }
 
 impl Stream {
+    /// Sends a request into the conversation (the redirected address a user pasted during a
+    /// browser login whose browser runs elsewhere).
+    ///
+    /// # Errors
+    /// A transport error.
+    pub async fn send(&mut self, req: &Request) -> Result<(), ClientError> {
+        let payload = encode_payload(req)?;
+        self.client.conn.send(payload.as_slice()).await?;
+        Ok(())
+    }
+
     /// The next frame; `Ok(None)` when the daemon ended the stream.
     ///
     /// # Errors

@@ -554,6 +554,52 @@ impl TestIdp {
         Ok(visit.body)
     }
 
+    /// Plays a browser on another machine: follows the authorization like
+    /// [`TestIdp::play_browser`] but stops at the redirect to the client's `redirect_uri`
+    /// (which that machine could not load) and returns that address, for pasting.
+    ///
+    /// # Errors
+    /// Transport errors, no `redirect_uri` in the URL, or a flow that never redirects there.
+    pub fn browse_to_redirect(&self, authorization_url: &str) -> Result<String> {
+        let parsed = url::Url::parse(authorization_url).context("authorization URL")?;
+        let redirect_uri = parsed
+            .query_pairs()
+            .find(|(k, _)| k == "redirect_uri")
+            .map(|(_, v)| v.into_owned())
+            .context("no redirect_uri in the authorization URL")?;
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .new_agent();
+        let mut jar = CookieJar::default();
+        let mut url = authorization_url.to_owned();
+        for _ in 0..=MAX_BROWSER_REDIRECTS {
+            if url.starts_with(&redirect_uri) {
+                return Ok(url);
+            }
+            let mut req = agent.get(&url);
+            if let Some(cookies) = jar.header_for(&url) {
+                req = req.header("Cookie", cookies);
+            }
+            let resp = req.call().with_context(|| format!("browser: GET {url}"))?;
+            for value in resp.headers().get_all("set-cookie") {
+                if let Ok(value) = value.to_str() {
+                    jar.store(&url, value);
+                }
+            }
+            let location = resp
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .with_context(|| format!("browser: no redirect from {url}"))?;
+            url = resolve_url(&url, location)
+                .with_context(|| format!("browser: unusable Location {location}"))?;
+        }
+        bail!("browser: never redirected to {redirect_uri}")
+    }
+
     /// Like [`TestIdp::play_browser`], but returns whatever the browser ended at, whatever
     /// its status.
     ///

@@ -443,6 +443,16 @@ impl TestDaemon {
         self.spawn_tokd_with(args, Stdio::piped)
     }
 
+    /// Starts `tokd ARGS…` with stdin, stdout and stderr piped (a user typing into it).
+    pub fn spawn_tokd_typed(&self, args: &[&str]) -> Child {
+        self.tokd_command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting tokd")
+    }
+
     fn spawn_tokd_with(&self, args: &[&str], output: fn() -> Stdio) -> Child {
         self.tokd_command(args)
             .stdin(Stdio::null())

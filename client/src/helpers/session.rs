@@ -76,11 +76,13 @@ pub fn force_refresh(socket: &SocketPath, session: &str, client: &str) -> Result
 /// What to tell the user when the daemon has no token for `session`: the daemon's reason and
 /// what to run about it.
 pub fn explain(err: &ClientError, session: &str) -> String {
-    let login = format!("`tokd login {session} --provider PROVIDER`");
+    // A session that exists logs in again with its own provider: no `--provider` needed.
+    let login = format!("`tokd login {session}`");
     match err.code() {
-        Some(ErrorCode::NotFound) => {
-            format!("tokd has no session {session:?}; create it with {login} (or `tokd add`)")
-        }
+        Some(ErrorCode::NotFound) => format!(
+            "tokd has no session {session:?}; create it with `tokd login {session} --provider \
+             <provider>` (`tokd status` lists the configured providers), or `tokd add`"
+        ),
         Some(ErrorCode::NeedsLogin) => format!("{err}; log in again with {login}"),
         Some(ErrorCode::Expired | ErrorCode::RefreshFailed) => {
             format!("{err}; `tokd status {session}` shows why, {login} starts a new session")
@@ -103,7 +105,8 @@ mod tests {
         let err = |code| ClientError::Daemon(ErrorReply::new(code, "the daemon's reason"));
         let text = explain(&err(ErrorCode::NeedsLogin), "gh");
         assert!(text.starts_with("the daemon's reason; "), "{text}");
-        assert!(text.contains("tokd login gh --provider"), "{text}");
+        assert!(text.contains("`tokd login gh`"), "the real command: {text}");
+        assert!(!text.contains("PROVIDER"), "{text}");
         let text = explain(&err(ErrorCode::NotFound), "gh");
         assert!(text.contains("no session \"gh\""), "{text}");
         assert!(text.contains("tokd login gh"), "{text}");

@@ -11,6 +11,7 @@ mod idp_smoke;
 mod library;
 mod login;
 mod people;
+mod people_cli;
 mod provider_trust;
 mod proxy;
 mod refresh;

@@ -128,15 +128,25 @@ pub struct NameArg {
 pub struct LoginArgs {
     /// The session to create or renew.
     pub name: String,
-    /// The provider to log in with.
+    /// The provider to log in with; needed only for a new session (a login again keeps the
+    /// session's provider).
     #[arg(long, short)]
-    pub provider: String,
+    pub provider: Option<String>,
     /// Use the browser (authorization code + PKCE) instead of the device flow.
     #[arg(long)]
     pub browser: bool,
-    /// With --browser: print the URL instead of opening a browser.
+    /// With --browser: print the URL instead of opening a browser; when the browser runs on
+    /// another machine, paste the address it was sent to (the page that failed to load).
     #[arg(long, requires = "browser")]
     pub no_browser: bool,
+    /// Replace a session of another provider, or a healthy one the new login would leave
+    /// without a refresh token.
+    #[arg(long)]
+    pub replace: bool,
+    /// Give up on a login not completed within this time (default: the daemon's
+    /// `login_timeout`, 5 minutes).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
     /// An attribute to store with the session (repeatable).
     #[arg(long = "attr", value_name = "KEY=VALUE", value_parser = parse_attr)]
     pub attrs: Vec<(String, String)>,
@@ -148,6 +158,10 @@ pub struct WatchArgs {
     /// One JSON object per line.
     #[arg(long)]
     pub json: bool,
+    /// Keep watching across daemon restarts: reconnect, and print a `resync` event (events
+    /// while it was away are missed; re-read what you track).
+    #[arg(long)]
+    pub reconnect: bool,
 }
 
 /// `tokd exec`.

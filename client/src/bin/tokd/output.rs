@@ -145,3 +145,16 @@ mod tests {
         assert_eq!(rfc3339_utc(i64::MAX), "9999-12-31T23:59:59Z");
     }
 }
+
+/// Says once, on stderr, that a session has no refresh token and what that means (not for
+/// client-credentials sessions, which need none).
+pub fn warn_if_no_refresh_token(s: &tokd_protocol::SessionStatus) {
+    if s.has_refresh_token || s.client_credentials {
+        return;
+    }
+    crate::errln!(
+        "tokd: note: the provider gave no refresh token, so session {:?} will need a login \
+         when its token expires; the usual fix is `offline_access` in the provider's `scope`",
+        s.name
+    );
+}

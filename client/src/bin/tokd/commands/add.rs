@@ -38,12 +38,13 @@ pub async fn run(mut client: Client, args: AddArgs) -> CmdResult {
         s.name,
         s.provider,
         relative(s.expires_at_ms, now_ms()),
-        if s.has_refresh_token {
+        if s.has_refresh_token || s.client_credentials {
             ""
         } else {
             ", no refresh token"
         }
     )?;
+    crate::output::warn_if_no_refresh_token(s);
     Ok(Outcome::Exit(0))
 }
 

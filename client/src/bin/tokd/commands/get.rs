@@ -27,12 +27,18 @@ pub fn run(socket: &SocketPath, args: &GetArgs) -> CmdResult {
             "expires_at": token.expires_at_ms,
             "expires_in": token.expires_at_ms.saturating_sub(now).max(0) / 1000,
             "meets_min_valid": token.meets_min_valid,
+            "state": token.state.as_str(),
         });
         format!("{json}\n")
     } else {
         format!("{}\n", token.access_token.expose())
     };
-    if !token.meets_min_valid && !args.json {
+    // A session that needs a login still answers its token while it is valid; say so,
+    // whatever the output form (stderr never mixes with the token).
+    if let Some(notice) = &token.notice {
+        crate::errln!("tokd: warning: {notice}");
+    }
+    if !token.meets_min_valid && !args.json && token.notice.is_none() {
         crate::errln!(
             "tokd: warning: the token of {:?} has less than the requested --min-valid left",
             args.name

@@ -4,8 +4,9 @@
 use std::io::IsTerminal;
 
 use tokd::Client;
-use tokd_protocol::Response;
-use tokd_protocol::verbs::login::{LoginMethod, LoginPrompt, LoginRequest};
+use tokd_protocol::verbs::login::{LoginMethod, LoginPrompt, LoginRedirect, LoginRequest};
+use tokd_protocol::{Request, Response, Secret};
+use tokio::sync::mpsc;
 
 use crate::cli::LoginArgs;
 use crate::output::{now_ms, relative};
@@ -20,20 +21,40 @@ pub async fn run(client: Client, args: LoginArgs) -> CmdResult {
     } else {
         LoginMethod::Device
     };
+    let paste = args.browser && args.no_browser;
     let mut stream = client
         .login(LoginRequest {
             name: args.name.clone(),
-            provider: Some(args.provider),
+            provider: args.provider,
             method,
             attrs: args.attrs,
-            replace: true,
-            timeout_ms: None,
+            replace: args.replace,
+            timeout_ms: args
+                .timeout
+                .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
             resource: None,
             issuer: None,
             scope_add: Vec::new(),
         })
         .await?;
-    while let Some(frame) = stream.next().await? {
+    // With --no-browser the browser may run on another machine, whose redirect to this
+    // machine's loopback address fails to load: the user pastes that address here.
+    let mut pasted = paste.then(read_pasted_lines);
+    loop {
+        let frame = tokio::select! {
+            frame = stream.next() => frame?,
+            line = next_line(&mut pasted) => {
+                match line {
+                    Some(url) => {
+                        let redirect = LoginRedirect { url: Secret::new(url) };
+                        stream.send(&Request::LoginRedirect(redirect)).await?;
+                    }
+                    None => pasted = None,
+                }
+                continue;
+            }
+        };
+        let Some(frame) = frame else { break };
         match frame {
             Response::LoginPrompt(LoginPrompt::Device {
                 verification_uri,
@@ -53,6 +74,12 @@ pub async fn run(client: Client, args: LoginArgs) -> CmdResult {
                     );
                 } else {
                     crate::errln!("To log in, open this address in a browser:\n\n  {url}\n");
+                    if paste {
+                        crate::errln!(
+                            "If that browser runs on another machine, it ends on a page that \
+                             fails to load: paste that page's address here and press Enter."
+                        );
+                    }
                 }
                 crate::errln!("Waiting for the login to finish (Ctrl-C cancels)…");
             }
@@ -65,7 +92,39 @@ pub async fn run(client: Client, args: LoginArgs) -> CmdResult {
     Err(tokd::ClientError::Closed.into())
 }
 
-/// Says the login is done.
+/// Lines typed on stdin that look like a redirected address (`…?code=…` or `…?error=…`),
+/// read on a thread of their own; the channel closes at end of input.
+fn read_pasted_lines() -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel(4);
+    std::thread::spawn(move || {
+        let stdin = std::io::stdin();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match stdin.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    let url = line.trim();
+                    if (url.contains("code=") || url.contains("error="))
+                        && tx.blocking_send(url.to_owned()).is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+async fn next_line(pasted: &mut Option<mpsc::Receiver<String>>) -> Option<String> {
+    match pasted {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Says the login is done, and once, plainly, when it brought no refresh token.
 fn logged_in(reply: &tokd_protocol::verbs::login::LoginReply) -> CmdResult {
     let s = &reply.session;
     outln!(
@@ -74,6 +133,7 @@ fn logged_in(reply: &tokd_protocol::verbs::login::LoginReply) -> CmdResult {
         s.provider,
         relative(s.expires_at_ms, now_ms())
     )?;
+    crate::output::warn_if_no_refresh_token(s);
     Ok(Outcome::Exit(0))
 }
 

@@ -29,7 +29,7 @@ pub async fn run_async(socket: &SocketPath, command: Command) -> CmdResult {
         Command::Refresh(args) => simple::refresh(client, &args.name).await,
         Command::Logout(args) => simple::logout(client, &args.name).await,
         Command::Login(args) => login::run(client, args).await,
-        Command::Watch(args) => watch::run(client, &args).await,
+        Command::Watch(args) => watch::run(client, socket, &args).await,
         Command::Get(_)
         | Command::Exec(_)
         | Command::GitCredential(_)
@@ -39,6 +39,6 @@ pub async fn run_async(socket: &SocketPath, command: Command) -> CmdResult {
     }
 }
 
-async fn connect(socket: &SocketPath) -> Result<Client, tokd::ClientError> {
+pub(crate) async fn connect(socket: &SocketPath) -> Result<Client, tokd::ClientError> {
     Client::connect_named(socket, concat!("tokd/", env!("CARGO_PKG_VERSION"))).await
 }

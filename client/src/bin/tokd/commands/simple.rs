@@ -14,6 +14,21 @@ pub async fn rm(mut client: Client, name: &str) -> CmdResult {
 
 /// Runs `tokd refresh NAME`.
 pub async fn refresh(mut client: Client, name: &str) -> CmdResult {
+    // No silent wait: inside the minimum interval the daemon holds the refresh until it is
+    // allowed; say when that is.
+    if let Ok(status) = client.status(Some(name)).await
+        && let Some(allowed_at) = status
+            .sessions
+            .iter()
+            .find(|s| s.name == name)
+            .and_then(|s| s.refresh_allowed_at_ms)
+        && allowed_at > now_ms()
+    {
+        crate::errln!(
+            "tokd: the minimum interval allows the next refresh of {name:?} {}; waiting for it",
+            relative(Some(allowed_at), now_ms())
+        );
+    }
     let reply = client.refresh(name).await?;
     outln!(
         "refreshed session {name}: token expires {}",

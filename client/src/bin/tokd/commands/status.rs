@@ -52,7 +52,10 @@ fn human(reply: &StatusReply) -> String {
         ));
     }
     if reply.sessions.is_empty() {
-        text.push_str("no sessions (add one with `tokd add NAME --provider P < token.json`)\n");
+        text.push_str(
+            "no sessions: log in with `tokd login NAME --provider P` (or import a token \
+             response with `tokd add NAME --provider P < token.json`)\n",
+        );
         return text;
     }
     let mut rows = vec![
@@ -61,6 +64,7 @@ fn human(reply: &StatusReply) -> String {
             "PROVIDER",
             "STATE",
             "TOKEN",
+            "REFRESH TOKEN",
             "EXPIRES",
             "NEXT REFRESH",
             "LAST REFRESH",
@@ -81,8 +85,20 @@ fn human(reply: &StatusReply) -> String {
             },
             s.state.as_str().to_owned(),
             if s.token_valid { "valid" } else { "expired" }.to_owned(),
+            if s.has_refresh_token {
+                "yes"
+            } else if s.client_credentials {
+                "not needed"
+            } else {
+                "none (login at expiry)"
+            }
+            .to_owned(),
             relative(s.expires_at_ms, now),
-            relative(s.next_refresh_at_ms, now),
+            // A planned time that has passed is a refresh waiting for its turn, not history.
+            match s.next_refresh_at_ms {
+                Some(at) if at <= now => "due now".to_owned(),
+                other => relative(other, now),
+            },
             relative(s.last_refresh_at_ms, now),
             s.refresh_count.to_string(),
             s.consecutive_failures.to_string(),

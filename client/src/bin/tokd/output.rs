@@ -105,6 +105,19 @@ pub fn table(rows: &[Vec<String>], colour: fn(usize, &str) -> Option<&'static st
     text
 }
 
+/// Says once, on stderr, that a session has no refresh token and what that means (not for
+/// client-credentials sessions, which need none).
+pub fn warn_if_no_refresh_token(s: &tokd_protocol::SessionStatus) {
+    if s.has_refresh_token || s.client_credentials {
+        return;
+    }
+    crate::errln!(
+        "tokd: note: the provider gave no refresh token, so session {:?} will need a login \
+         when its token expires; the usual fix is `offline_access` in the provider's `scope`",
+        s.name
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,17 +157,4 @@ mod tests {
         assert_eq!(rfc3339_utc(253_402_300_800_000), "9999-12-31T23:59:59Z");
         assert_eq!(rfc3339_utc(i64::MAX), "9999-12-31T23:59:59Z");
     }
-}
-
-/// Says once, on stderr, that a session has no refresh token and what that means (not for
-/// client-credentials sessions, which need none).
-pub fn warn_if_no_refresh_token(s: &tokd_protocol::SessionStatus) {
-    if s.has_refresh_token || s.client_credentials {
-        return;
-    }
-    crate::errln!(
-        "tokd: note: the provider gave no refresh token, so session {:?} will need a login \
-         when its token expires; the usual fix is `offline_access` in the provider's `scope`",
-        s.name
-    );
 }

@@ -461,7 +461,11 @@ impl Engine {
 /// When `req.min_valid_ms` is longer than the session's tokens live, no refresh can meet it:
 /// the notice that says so.
 fn beyond_any_token(session: &Session, req: &GetRequest) -> Option<String> {
-    let lifetime = session.with_live(|live| lifetime_ms(&live.record))?;
+    // Only a token the provider issued by a refresh tells what a refresh gives (an imported
+    // one may have been shorter-lived).
+    let lifetime = session
+        .with_live(|live| (live.record.refresh_count > 0).then(|| lifetime_ms(&live.record)))
+        .flatten()?;
     let asked = i64::try_from(req.min_valid_ms).unwrap_or(i64::MAX);
     (lifetime > 0 && asked > lifetime).then(|| {
         format!(
